@@ -1,0 +1,94 @@
+"""Every Kiln setting, read once from ``KILN_*`` environment variables.
+
+This is the single environment switch: the embedded defaults (SQLite, a local object
+directory, DuckDB under ``.kiln/``) serve ``make run`` and the tests; production swaps each
+through an environment variable and refuses to start with a default secret.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A development-only signing secret. Production refuses to start with it.
+DEFAULT_SECRET = "kiln-dev-secret-change-me"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KILN_", env_file=None, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    home: Path = Field(default=PROJECT_ROOT / ".kiln", description="State folder of the embedded mode")
+
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    database_url: str | None = None  # default: sqlite file under home
+
+    object_store: Literal["local", "s3"] = "local"
+    objects_dir: Path | None = None  # default: home/objects
+    s3_bucket: str = "kiln"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+
+    warehouse_path: Path | None = None  # default: home/warehouse.duckdb
+
+    api_base_url: str = "http://127.0.0.1:8000"
+    download_link_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+
+    # Job state machine
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_base_seconds: float = Field(default=10.0, ge=0)
+    retry_max_seconds: float = Field(default=600.0, ge=0)
+    dispatch_max_runs_per_tick: int = Field(default=25, ge=1)
+    redispatch_after_seconds: int = Field(default=600, ge=1)
+
+    # Retention (days) per artifact kind; kinds not listed keep artifacts until deleted.
+    retention_days_input: int = 30
+    retention_days_intermediate: int = 7
+    retention_days_output: int = 90
+    retention_days_archive: int = 14
+    retention_days_log: int = 30
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> Settings:
+        if self.env == "production":
+            secret = self.secret_key.get_secret_value()
+            if secret == DEFAULT_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "KILN_SECRET_KEY must be set to a random value of at least 32 characters "
+                    "when KILN_ENV=production (generate one with: python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))')"
+                )
+            if self.resolved_database_url.startswith("sqlite"):
+                raise ValueError("KILN_DATABASE_URL must point at PostgreSQL when KILN_ENV=production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'kiln.db'}"
+
+    @property
+    def resolved_objects_dir(self) -> Path:
+        return self.objects_dir or self.home / "objects"
+
+    @property
+    def resolved_warehouse_path(self) -> Path:
+        return self.warehouse_path or self.home / "warehouse.duckdb"
+
+    def retention_days(self, artifact_kind: str) -> int | None:
+        return getattr(self, f"retention_days_{artifact_kind}", None)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

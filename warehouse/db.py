@@ -1,0 +1,90 @@
+"""Engines and sessions for the system-of-record database (SQLite or PostgreSQL).
+
+``tenant_session`` is how request and asset code reaches tenant data: on PostgreSQL it sets
+``kiln.workspace_id`` with ``SET LOCAL`` so row-level security scopes every statement as
+defense in depth behind the explicit ``workspace_id`` filters in the queries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def normalize_url(url: str) -> str:
+    # SQLAlchemy's bare postgresql:// picks psycopg2; the application uses psycopg 3.
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    return url
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    return make_engine(url)
+
+
+def is_postgres(bind: Engine | Session) -> bool:
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return engine.dialect.name == "postgresql"
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, future=True)
+
+
+def set_tenant(session: Session, workspace_id: uuid.UUID | str) -> None:
+    """Scope the current transaction to one workspace (PostgreSQL row-level security)."""
+    if is_postgres(session):
+        session.execute(
+            text("SELECT set_config('kiln.workspace_id', :ws, true)"), {"ws": str(workspace_id)}
+        )
+
+
+@contextmanager
+def tenant_session(engine: Engine, workspace_id: uuid.UUID | str) -> Iterator[Session]:
+    """One transaction scoped to ``workspace_id``; commits on success, rolls back on error."""
+    with session_factory(engine)() as session, session.begin():
+        set_tenant(session, workspace_id)
+        yield session
+
+
+@contextmanager
+def system_session(engine: Engine) -> Iterator[Session]:
+    """One transaction for platform work that spans tenants (dispatch, retention, lineage).
+
+    On PostgreSQL this must run as a role in ``kiln_system``; the API's role is not one.
+    """
+    with session_factory(engine)() as session, session.begin():
+        yield session
