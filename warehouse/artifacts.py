@@ -1,0 +1,117 @@
+"""Recording artifacts and lineage: the one way any code stores an output for a tenant.
+
+``store_artifact`` writes the bytes under a server-generated key, then records the row with its
+SHA-256, size, content type, producing job/asset/run and expiry. ``add_lineage`` records what was
+derived from what.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from resources.objectstore import ObjectStore, artifact_key
+from warehouse.db import utcnow
+from warehouse.models import Artifact, LineageEdge
+
+ARTIFACT_KINDS = ("input", "intermediate", "output", "archive", "log")
+
+
+def sanitize_filename(name: str, default: str = "download") -> str:
+    """A display filename safe for Content-Disposition and zips: no path, no control characters."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in '"<>:|?*;').strip().lstrip(".-")
+    return name[:200] or default
+
+
+def store_artifact(
+    session: Session,
+    store: ObjectStore,
+    *,
+    workspace_id: uuid.UUID,
+    kind: str,
+    subject_id: uuid.UUID,
+    name: str,
+    chunks: Iterable[bytes],
+    filename: str | None = None,
+    content_type: str = "application/octet-stream",
+    job_id: uuid.UUID | None = None,
+    asset_key: str | None = None,
+    run_id: str | None = None,
+    ttl: timedelta | None = None,
+    max_bytes: int | None = None,
+) -> Artifact:
+    """Stream ``chunks`` to the object store and record the artifact row (flushed, not committed).
+
+    ``name`` is a server-chosen object name such as ``transcript.json``; ``filename`` is the
+    user-facing name (sanitized) used only in Content-Disposition.
+    """
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    artifact_id = uuid.uuid4()
+    key = artifact_key(workspace_id, kind, subject_id, artifact_id, name)
+    put = store.put_stream(key, chunks, max_bytes=max_bytes, content_type=content_type)
+    artifact = Artifact(
+        id=artifact_id,
+        workspace_id=workspace_id,
+        kind=kind,
+        storage_key=put.key,
+        sha256=put.sha256,
+        size_bytes=put.size_bytes,
+        content_type=content_type,
+        filename=sanitize_filename(filename or name),
+        job_id=job_id,
+        asset_key=asset_key,
+        run_id=run_id,
+        expires_at=(utcnow() + ttl) if ttl else None,
+    )
+    session.add(artifact)
+    session.flush()
+    return artifact
+
+
+def add_lineage(
+    session: Session,
+    *,
+    workspace_id: uuid.UUID,
+    parents: Sequence[uuid.UUID],
+    child: uuid.UUID,
+    asset_key: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    existing = set(
+        session.scalars(
+            select(LineageEdge.parent_artifact_id).where(
+                LineageEdge.child_artifact_id == child, LineageEdge.parent_artifact_id.in_(list(parents))
+            )
+        )
+    )
+    for parent in parents:
+        if parent != child and parent not in existing:
+            session.add(
+                LineageEdge(
+                    workspace_id=workspace_id,
+                    parent_artifact_id=parent,
+                    child_artifact_id=child,
+                    asset_key=asset_key,
+                    run_id=run_id,
+                )
+            )
+    session.flush()
+
+
+def expired_artifacts(session: Session, *, now: datetime | None = None, limit: int = 1000) -> list[Artifact]:
+    """Available artifacts whose ``expires_at`` has passed, oldest first (served by ix_artifact_expires_at)."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(Artifact)
+            .where(Artifact.expires_at.is_not(None), Artifact.expires_at <= now, Artifact.status == "available")
+            .order_by(Artifact.expires_at)
+            .limit(limit)
+        )
+    )
