@@ -192,8 +192,13 @@ def _transition(
     return True
 
 
-def claim_job(session: Session, job_id: uuid.UUID | str, *, run_id: str) -> bool:
-    """queued -> running for the run ``run_id``. Idempotent: re-claiming by the same run is a no-op success."""
+def claim_job(session: Session, job_id: uuid.UUID | str, *, run_id: str, attempt: int | None = None) -> bool:
+    """queued -> running for the run ``run_id``. Idempotent: re-claiming by the same run is a no-op success.
+
+    ``attempt`` is the attempt the run was dispatched for (its ``kiln/attempt`` tag): a late claim by
+    an earlier attempt's run, after the job was retried and requeued, then changes nothing.
+    """
+    attempt_guard = (Job.attempt == attempt - 1,) if attempt is not None else ()
     if _transition(
         session,
         job_id,
@@ -207,7 +212,7 @@ def claim_job(session: Session, job_id: uuid.UUID | str, *, run_id: str) -> bool
             "error_code": None,
             "error_message": None,
         },
-        extra_where=(Job.attempt < Job.max_attempts,),
+        extra_where=(Job.attempt < Job.max_attempts, *attempt_guard),
         detail={"run_id": run_id},
     ):
         return True

@@ -82,6 +82,8 @@ TENANT_TABLES = (
 
 
 class Workspace(TimestampMixin, Base):
+    """The tenant: every tenant-owned row points here, and row-level security scopes by its id."""
+
     __tablename__ = "workspace"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -101,6 +103,8 @@ class AppUser(TimestampMixin, Base):
 
 
 class Membership(TimestampMixin, Base):
+    """A user's role in a workspace: owner > admin > editor > viewer."""
+
     __tablename__ = "membership"
     __table_args__ = (
         CheckConstraint(_in("role", ROLES), name="role_valid"),
@@ -142,6 +146,13 @@ class ApiToken(TimestampMixin, Base):
 
 
 class Job(TimestampMixin, Base):
+    """One unit of work of any product, driven through the state machine in ``warehouse/jobs.py``.
+
+    The partial index ``ix_job_due`` serves the dispatch sensors' "due queued jobs of a kind";
+    ``ix_job_workspace_created`` serves keyset-paginated listings; the unique idempotency key makes
+    concurrent submits with one Idempotency-Key create exactly one job.
+    """
+
     __tablename__ = "job"
     __table_args__ = (
         CheckConstraint(_in("status", JOB_STATUSES), name="status_valid"),
@@ -245,6 +256,8 @@ class Artifact(TimestampMixin, Base):
 
 
 class LineageEdge(Base):
+    """``child`` was derived from ``parent`` by ``asset_key`` in Dagster run ``run_id``."""
+
     __tablename__ = "lineage_edge"
     __table_args__ = (
         UniqueConstraint("parent_artifact_id", "child_artifact_id"),

@@ -1,0 +1,35 @@
+"""The Dagster run tags that tie a run to a Kiln job (the dispatch contract).
+
+The dispatch sensor writes them on every RunRequest; the asset helper and the run-status sensors
+read them back. Dagster tag values are strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+JOB_ID_TAG = "kiln/job_id"
+WORKSPACE_ID_TAG = "kiln/workspace_id"
+KIND_TAG = "kiln/kind"
+ATTEMPT_TAG = "kiln/attempt"
+REQUEST_ID_TAG = "kiln/request_id"
+
+
+def tags_for_job(*, job_id: object, workspace_id: object, kind: str, attempt: int, request_id: str | None = None) -> dict[str, str]:
+    tags = {
+        JOB_ID_TAG: str(job_id),
+        WORKSPACE_ID_TAG: str(workspace_id),
+        KIND_TAG: kind,
+        ATTEMPT_TAG: str(attempt),
+    }
+    if request_id:
+        tags[REQUEST_ID_TAG] = request_id
+    return tags
+
+
+def attempt_from_tags(tags: Mapping[str, str]) -> int | None:
+    value = tags.get(ATTEMPT_TAG)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
