@@ -4,7 +4,8 @@
 # Roles (cluster-wide, password "kiln" unless KILN_TEST_POSTGRES_ROLE_PASSWORD is set):
 #   kiln_app     NOLOGIN group: the API's privileges; row-level security scopes it to one workspace
 #   kiln_system  NOLOGIN group: platform work across tenants (dispatch, retention, lineage)
-#   kiln_owner   LOGIN, CREATEDB, member of kiln_system: runs migrations and owns the tables
+#   kiln_owner   LOGIN, CREATEDB, member of kiln_system (+ pg_signal_backend for test teardown):
+#                runs migrations and owns the tables
 #   kiln_api     LOGIN, member of kiln_app, never superuser, NOBYPASSRLS
 #   kiln_worker  LOGIN, member of kiln_system (Dagster runs and sensors)
 #
@@ -61,6 +62,9 @@ ALTER ROLE kiln_owner LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOBYPASSRLS PASSWO
 ALTER ROLE kiln_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD :'pw';
 ALTER ROLE kiln_worker LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD :'pw';
 GRANT kiln_system TO kiln_owner;
+-- The test fixture drops its database WITH (FORCE); that terminates leftover kiln_api/kiln_worker
+-- sessions, which needs pg_signal_backend (it cannot signal superuser backends). Test clusters only.
+GRANT pg_signal_backend TO kiln_owner;
 GRANT kiln_app TO kiln_api;
 GRANT kiln_system TO kiln_worker;
 SQL

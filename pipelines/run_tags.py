@@ -14,6 +14,10 @@ KIND_TAG = "kiln/kind"
 ATTEMPT_TAG = "kiln/attempt"
 REQUEST_ID_TAG = "kiln/request_id"
 
+# Metadata keys of the dg.Failure an asset raises for a KilnError (read by the run-status sensor).
+ERROR_CODE_KEY = "kiln_error_code"
+RETRYABLE_KEY = "kiln_retryable"
+
 
 def tags_for_job(*, job_id: object, workspace_id: object, kind: str, attempt: int, request_id: str | None = None) -> dict[str, str]:
     tags = {

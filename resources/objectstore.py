@@ -6,13 +6,29 @@ filename is metadata only. Implementations stream: nothing here holds a whole ob
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import re
+import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
+import boto3
 import dagster as dg
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+from pipelines.errors import ObjectMissing, PayloadTooLarge, StorageKeyError
+
+if TYPE_CHECKING:
+    from resources.settings import Settings
 
 CHUNK_SIZE = 1024 * 1024
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -85,3 +101,376 @@ class ObjectStore(dg.ConfigurableResource, ABC):
     ) -> str | None:
         """A direct download URL from the backend itself, or None where the API serves bytes (local)."""
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers: key validation, hashing with a size limit, ranges, Content-Disposition
+# --------------------------------------------------------------------------------------------
+
+MAX_KEY_BYTES = 1024  # S3's own limit; local keys obey it too so both backends accept the same keys
+MIN_S3_PART_BYTES = 5 * 1024 * 1024  # S3 refuses smaller multipart parts (except the last)
+DEFAULT_S3_PART_BYTES = 8 * 1024 * 1024
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
+
+
+def validate_key(key: str) -> str:
+    """Refuse any key that is not ``segment/segment/...`` of safe segments.
+
+    Safe segments start with a letter or digit, so ``..``, ``.``, empty segments (``a//b``,
+    leading ``/``), backslashes, NUL and other control characters, drive letters (``C:``) and
+    our own temp-file names (``.tmp-*``) can never appear.
+    """
+    if not isinstance(key, str) or not key:
+        raise StorageKeyError("empty storage key")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise StorageKeyError("storage key too long")
+    for segment in key.split("/"):
+        if not _SAFE_SEGMENT.match(segment):
+            raise StorageKeyError(f"storage key refused: {key!r}")
+    return key
+
+
+class _DigestingCounter:
+    """SHA-256 and byte count of a stream, stopping it as soon as it passes ``max_bytes``."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self._max_bytes = max_bytes
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            raise PayloadTooLarge(f"the upload is larger than the limit of {self._max_bytes} bytes")
+        self._sha.update(chunk)
+
+    def result(self, key: str) -> PutResult:
+        return PutResult(key=key, sha256=self._sha.hexdigest(), size_bytes=self.size)
+
+
+def _check_range(start: int, end: int | None) -> None:
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"invalid byte range {start}-{end}")
+
+
+def sanitize_filename(name: str, default: str = "download") -> str:
+    """A display filename safe for Content-Disposition and zips: no path, no control characters.
+
+    ``../../etc/passwd`` -> ``passwd``; ``-rf.txt`` -> ``rf.txt`` (no leading dash or dot, so the
+    name is neither hidden nor read as a command-line option when a user saves and uses it).
+    """
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in '"<>:|?*;%')
+    # Strip until stable: " - .rf" must lose its spaces, dashes and dots in any order.
+    previous = None
+    while previous != name:
+        previous, name = name, name.strip().lstrip(".-")
+    return name[:200].rstrip(" .") or default
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback and the RFC 6266 / RFC 5987 ``filename*`` form."""
+    safe = sanitize_filename(filename)
+    ascii_fallback = "".join(ch if ch.isascii() else "_" for ch in safe)
+    return f"attachment; filename=\"{ascii_fallback}\"; filename*=UTF-8''{quote(safe, safe='')}"
+
+
+# --------------------------------------------------------------------------------------------
+# Local directory
+# --------------------------------------------------------------------------------------------
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under ``root``; the embedded default (``.kiln/objects``)."""
+
+    root: str
+
+    def _root(self) -> str:
+        return os.path.realpath(self.root)
+
+    def _path(self, key: str) -> str:
+        """The real path of ``key`` under the real root; anything resolving elsewhere is refused."""
+        validate_key(key)
+        root = self._root()
+        resolved = os.path.realpath(os.path.join(root, *key.split("/")))
+        if os.path.commonpath([root, resolved]) != root or resolved == root:
+            raise StorageKeyError(f"storage key escapes the object root: {key!r}")
+        return resolved
+
+    def put_stream(
+        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
+    ) -> PutResult:
+        path = self._path(key)
+        directory = os.path.dirname(path)
+        digest = _DigestingCounter(max_bytes)
+        fd, tmp_path = self._temp_file(directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    if chunk:
+                        digest.add(chunk)
+                        fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # Re-check after writing: a directory swapped for a symlink meanwhile must not win.
+            if self._path(key) != path:
+                raise StorageKeyError(f"storage key escapes the object root: {key!r}")
+            os.replace(tmp_path, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_path)
+            self._prune_empty_parents(directory)
+            raise
+        _fsync_directory(directory)
+        return digest.result(key)
+
+    @staticmethod
+    def _temp_file(directory: str) -> tuple[int, str]:
+        # A concurrent delete may prune the (empty) directory between makedirs and mkstemp.
+        for attempt in range(3):
+            os.makedirs(directory, exist_ok=True)
+            try:
+                return tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        _check_range(start, end)
+        path = self._path(key)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectMissing(f"no object at {key!r}") from None
+        return _iter_file(fh, start, end, chunk_size)
+
+    def size(self, key: str) -> int:
+        path = self._path(key)
+        if not os.path.isfile(path):
+            raise ObjectMissing(f"no object at {key!r}")
+        return os.path.getsize(path)
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self._path(key))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return
+        self._prune_empty_parents(os.path.dirname(path))
+
+    def _prune_empty_parents(self, directory: str) -> None:
+        # One directory per artifact id: without pruning, retention would leave millions behind.
+        root = self._root()
+        while directory != root and os.path.commonpath([root, directory]) == root:
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty, or already gone
+                return
+            directory = os.path.dirname(directory)
+
+
+def _iter_file(fh: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
+    with fh:
+        fh.seek(start)
+        remaining = None if end is None else end - start + 1
+        while remaining is None or remaining > 0:
+            chunk = fh.read(chunk_size if remaining is None else min(chunk_size, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# S3 (or any S3-compatible endpoint)
+# --------------------------------------------------------------------------------------------
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects in an S3 bucket through dagster-aws' ``S3Resource``; presigned downloads."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region_name: str | None = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = Field(default=None, repr=False)  # None: the standard AWS chain
+    # Objects of at least one part go up as multipart; S3 refuses parts under 5 MiB.
+    multipart_part_bytes: int = Field(default=DEFAULT_S3_PART_BYTES, ge=MIN_S3_PART_BYTES)
+
+    _client: Any = PrivateAttr(default=None)
+    _presign_client: Any = PrivateAttr(default=None)
+
+    def _s3_resource(self) -> S3Resource:
+        return S3Resource(
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+        )
+
+    def _s3(self) -> Any:
+        if self._client is None:  # boto3 clients are thread-safe; a racing duplicate is harmless
+            self._client = self._s3_resource().get_client()
+        return self._client
+
+    def _presigner(self) -> Any:
+        # S3Resource's client presigns SigV2-style in us-east-1; presigned links must be SigV4.
+        if self._presign_client is None:
+            self._presign_client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                config=Config(signature_version="s3v4"),
+            )
+        return self._presign_client
+
+    def _object_key(self, key: str) -> str:
+        validate_key(key)
+        prefix = self.prefix.strip("/")
+        if not prefix:
+            return key
+        validate_key(prefix)
+        return f"{prefix}/{key}"
+
+    def put_stream(
+        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
+    ) -> PutResult:
+        object_key, part_bytes, client = self._object_key(key), self.multipart_part_bytes, self._s3()
+        extra = {"ContentType": content_type} if content_type else {}
+        digest = _DigestingCounter(max_bytes)
+        buffer = bytearray()  # at most one part plus one incoming chunk
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+
+        def send_part(body: bytes) -> None:
+            response = client.upload_part(
+                Bucket=self.bucket, Key=object_key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body
+            )
+            parts.append({"ETag": response["ETag"], "PartNumber": len(parts) + 1})
+
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                digest.add(chunk)
+                buffer += chunk
+                while len(buffer) >= part_bytes:
+                    if upload_id is None:
+                        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=object_key, **extra)[
+                            "UploadId"
+                        ]
+                    body = bytes(buffer[:part_bytes])
+                    del buffer[:part_bytes]
+                    send_part(body)
+            if upload_id is None:
+                client.put_object(Bucket=self.bucket, Key=object_key, Body=bytes(buffer), **extra)
+            else:
+                if buffer:
+                    send_part(bytes(buffer))
+                    buffer.clear()
+                client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=object_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            if upload_id is not None:  # otherwise the parts linger (and are billed) until a lifecycle rule
+                with contextlib.suppress(Exception):
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
+            raise
+        return digest.result(key)
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        _check_range(start, end)
+        object_key = self._object_key(key)
+        extra = {}
+        if start or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            response = self._s3().get_object(Bucket=self.bucket, Key=object_key, **extra)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in _MISSING_CODES:
+                raise ObjectMissing(f"no object at {key!r}") from None
+            if code == "InvalidRange":  # start at or past the end: nothing to send, as locally
+                return iter(())
+            raise
+        return _iter_body(response["Body"], chunk_size)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._s3().head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                return None
+            raise
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise ObjectMissing(f"no object at {key!r}")
+        return int(head["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def delete(self, key: str) -> None:
+        self._s3().delete_object(Bucket=self.bucket, Key=self._object_key(key))  # S3 delete is idempotent
+
+    def presigned_url(self, key: str, *, expires_in: int, filename: str, content_type: str) -> str | None:
+        if not 0 < expires_in <= MAX_PRESIGN_SECONDS:
+            raise ValueError(f"expires_in must be within 1..{MAX_PRESIGN_SECONDS} seconds")
+        return self._presigner().generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._object_key(key),
+                "ResponseContentDisposition": content_disposition(filename),
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
+
+
+def _iter_body(body: Any, chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the backend
+# --------------------------------------------------------------------------------------------
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    """The object store the settings ask for: ``KILN_OBJECT_STORE=local`` (default) or ``s3``."""
+    if settings.object_store == "s3":
+        return S3ObjectStore(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+        )
+    return LocalObjectStore(root=str(settings.resolved_objects_dir))

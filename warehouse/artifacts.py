@@ -14,18 +14,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from resources.objectstore import ObjectStore, artifact_key
+from resources.objectstore import ObjectStore, artifact_key, sanitize_filename
 from warehouse.db import utcnow
 from warehouse.models import Artifact, LineageEdge
 
 ARTIFACT_KINDS = ("input", "intermediate", "output", "archive", "log")
 
-
-def sanitize_filename(name: str, default: str = "download") -> str:
-    """A display filename safe for Content-Disposition and zips: no path, no control characters."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable() and ch not in '"<>:|?*;').strip().lstrip(".-")
-    return name[:200] or default
+__all__ = ["ARTIFACT_KINDS", "add_lineage", "expired_artifacts", "sanitize_filename", "store_artifact"]
 
 
 def store_artifact(
@@ -69,8 +64,13 @@ def store_artifact(
         run_id=run_id,
         expires_at=(utcnow() + ttl) if ttl else None,
     )
-    session.add(artifact)
-    session.flush()
+    try:
+        session.add(artifact)
+        session.flush()
+    except BaseException:
+        # No row will point at these bytes, so retention could never find them: remove them now.
+        store.delete(put.key)
+        raise
     return artifact
 
 
@@ -92,6 +92,7 @@ def add_lineage(
     )
     for parent in parents:
         if parent != child and parent not in existing:
+            existing.add(parent)  # the same parent twice in ``parents`` must not make two edges
             session.add(
                 LineageEdge(
                     workspace_id=workspace_id,

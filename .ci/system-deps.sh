@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# System packages for the Document generation product: LibreOffice (DOCX -> PDF), metric-compatible
+# fonts (Carlito ~ Calibri, Caladea ~ Cambria, Liberation ~ Arial/Times/Courier) so Word layouts keep
+# their shape, python3-uno (unoserver's server side), poppler-utils (pdftotext, used by tests).
+# Idempotent: does nothing when soffice and the fonts are already there. Needs root (or sudo).
+set -euo pipefail
+
+have_fonts() { fc-list 2>/dev/null | grep -qi carlito && fc-list 2>/dev/null | grep -qi caladea && fc-list 2>/dev/null | grep -qi liberation; }
+
+if command -v soffice >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 && have_fonts; then
+  echo "system-deps: LibreOffice, fonts and poppler-utils already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "system-deps: not root and no sudo. Install manually (Debian/Ubuntu):" >&2
+    echo "  apt-get install -y --no-install-recommends libreoffice-writer-nogui fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 python3-uno poppler-utils" >&2
+    exit 1
+  fi
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: apt-get not found. Install LibreOffice (soffice on PATH) and the Carlito, Caladea and Liberation fonts with your package manager." >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  libreoffice-writer-nogui fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 python3-uno poppler-utils
+echo "system-deps: installed LibreOffice $(soffice --version 2>/dev/null | head -1)"

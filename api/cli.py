@@ -1,0 +1,195 @@
+"""The ``kiln`` command line: ``kiln admin ...`` for operators and ``kiln run`` for developers.
+
+Admin commands talk to the database directly and need a role that spans tenants (SQLite, or a
+``kiln_system`` member on PostgreSQL): pass ``--database-url`` or set ``KILN_ADMIN_DATABASE_URL``
+when ``KILN_DATABASE_URL`` is the API's row-level-security role.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from sqlalchemy import Engine, select
+
+from api.security import ROLE_RANK, create_api_token, normalize_scopes
+from resources.settings import Settings
+from warehouse.db import make_engine, system_session, utcnow
+from warehouse.models import AppUser, AuditLog, Membership, Workspace
+
+app = typer.Typer(help="Kiln: uploads in, finished artifacts out.", no_args_is_help=True)
+admin = typer.Typer(help="Operator commands (database, workspaces, tokens).", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="KILN_ADMIN_DATABASE_URL",
+                 help="Database URL with cross-tenant rights (default: KILN_DATABASE_URL or the embedded SQLite)"),
+]
+
+
+def _settings() -> Settings:
+    return Settings()  # read the environment now, not a cached copy
+
+
+def _admin_url(settings: Settings, database_url: str | None) -> str:
+    url = database_url or settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+    return slug or f"ws-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    workspace_id: uuid.UUID
+    workspace_slug: str
+    user_id: uuid.UUID
+    email: str
+    role: str
+    token: str
+
+
+def _user_for(session, email: str) -> AppUser:
+    email = email.strip().lower()
+    user = session.scalar(select(AppUser).where(AppUser.email == email))
+    if user is None:
+        user = AppUser(email=email)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def create_workspace(engine: Engine, name: str, owner_email: str, *, secret_key: str, slug: str | None = None,
+                     token_name: str = "owner token") -> IssuedToken:
+    """A workspace, its owner (created if new) and one API token for the owner."""
+    slug = slug or slugify(name)
+    with system_session(engine) as session:
+        if session.scalar(select(Workspace.id).where(Workspace.slug == slug)):
+            raise ValueError(f"a workspace with slug {slug!r} already exists")
+        workspace = Workspace(name=name, slug=slug)
+        session.add(workspace)
+        user = _user_for(session, owner_email)
+        session.flush()
+        session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
+        session.flush()
+        token, plaintext = create_api_token(session, workspace.id, user.id, token_name, ["*"], None,
+                                            secret_key=secret_key)
+        session.add(AuditLog(workspace_id=workspace.id, action="workspace.create", target_type="workspace",
+                             target_id=str(workspace.id), detail={"owner": str(user.id), "via": "cli"}))
+        session.add(AuditLog(workspace_id=workspace.id, action="token.create", target_type="api_token",
+                             target_id=str(token.id), detail={"name": token_name, "via": "cli"}))
+        return IssuedToken(workspace.id, slug, user.id, user.email, "owner", plaintext)
+
+
+def issue_token(engine: Engine, workspace_slug: str, email: str, *, secret_key: str, role: str | None = None,
+                name: str = "cli token", scopes: list[str] | None = None,
+                expires_days: int | None = None) -> IssuedToken:
+    """A token for ``email`` in the workspace; adds the user as a member (``role``, default viewer) if needed."""
+    with system_session(engine) as session:
+        workspace = session.scalar(select(Workspace).where(Workspace.slug == workspace_slug))
+        if workspace is None:
+            raise ValueError(f"no workspace with slug {workspace_slug!r}")
+        user = _user_for(session, email)
+        membership = session.scalar(select(Membership).where(Membership.workspace_id == workspace.id,
+                                                             Membership.user_id == user.id))
+        if membership is None:
+            membership = Membership(workspace_id=workspace.id, user_id=user.id, role=role or "viewer")
+            session.add(membership)
+            session.flush()
+            session.add(AuditLog(workspace_id=workspace.id, action="member.add", target_type="user",
+                                 target_id=str(user.id), detail={"role": membership.role, "via": "cli"}))
+        elif role and role != membership.role:
+            membership.role = role
+            session.add(AuditLog(workspace_id=workspace.id, action="member.role_change", target_type="user",
+                                 target_id=str(user.id), detail={"role": role, "via": "cli"}))
+        expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
+        token, plaintext = create_api_token(session, workspace.id, user.id, name, normalize_scopes(scopes),
+                                            expires_at, secret_key=secret_key)
+        session.add(AuditLog(workspace_id=workspace.id, action="token.create", target_type="api_token",
+                             target_id=str(token.id), detail={"name": name, "via": "cli"}))
+        return IssuedToken(workspace.id, workspace.slug, user.id, user.email, membership.role, plaintext)
+
+
+@admin.command("migrate")
+def migrate_command(database_url: DatabaseUrl = None) -> None:
+    """Apply every database migration (idempotent)."""
+    from warehouse.migrate import upgrade
+
+    settings = _settings()
+    upgrade(_admin_url(settings, database_url))
+    typer.echo("database is at the latest migration")
+
+
+@admin.command("create-workspace")
+def create_workspace_command(
+    name: Annotated[str, typer.Argument(help="Display name of the workspace")],
+    owner: Annotated[str, typer.Option("--owner", help="Owner's email (created if new)")],
+    slug: Annotated[str | None, typer.Option(help="URL-safe identifier (default: from the name)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a workspace with an owner and print the owner's API token (shown once)."""
+    settings = _settings()
+    engine = make_engine(_admin_url(settings, database_url))
+    try:
+        issued = create_workspace(engine, name, owner, slug=slug, secret_key=settings.secret_key.get_secret_value())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"workspace: {issued.workspace_slug} ({issued.workspace_id})")
+    typer.echo(f"owner:     {issued.email} ({issued.user_id})")
+    typer.echo("token (shown once, store it now):")
+    typer.echo(issued.token)
+
+
+@admin.command("create-token")
+def create_token_command(
+    workspace: Annotated[str, typer.Option("--workspace", help="Workspace slug")],
+    email: Annotated[str, typer.Option("--email", help="User's email (added as a member if needed)")],
+    role: Annotated[str | None, typer.Option(help="Role for a new member, or a new role: owner|admin|editor|viewer")] = None,
+    name: Annotated[str, typer.Option(help="A label for the token")] = "cli token",
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="Repeatable; default '*'")] = None,
+    expires_days: Annotated[int | None, typer.Option(min=1, help="Expire after this many days")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Issue an API token for a user of a workspace and print it (shown once)."""
+    if role is not None and role not in ROLE_RANK:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLE_RANK)}")
+    settings = _settings()
+    engine = make_engine(_admin_url(settings, database_url))
+    try:
+        issued = issue_token(engine, workspace, email, role=role, name=name, scopes=scope or None,
+                             expires_days=expires_days, secret_key=settings.secret_key.get_secret_value())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"token for {issued.email} ({issued.role}) in {issued.workspace_slug} (shown once):")
+    typer.echo(issued.token)
+
+
+@app.command("run")
+def run_command(
+    no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Start only the API")] = False,
+    api_port: Annotated[int, typer.Option(envvar="KILN_API_PORT")] = 8000,
+    dagster_port: Annotated[int, typer.Option(envvar="KILN_DAGSTER_PORT")] = 3000,
+) -> None:
+    """Start Dagster (webserver + daemon) and the API on the embedded defaults; Ctrl-C stops both."""
+    from api.devserver import run
+
+    raise typer.Exit(run(with_dagster=not no_dagster, api_port=api_port, dagster_port=dagster_port))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,120 @@
+"""FastAPI dependencies (Annotated aliases), in the style of full-stack-fastapi-template.
+
+Every authenticated request gets ONE session: the bearer token is looked up and checked in it,
+then it is scoped to the caller's workspace (``SET LOCAL kiln.workspace_id`` on PostgreSQL) and
+handed to the route as ``DbSession``. It commits when the route returns (before the response
+is sent, ``scope="function"``) and rolls back on any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from api.observability import bind_context
+from api.problems import ApiProblem
+from api.security import AuthenticationFailed, Principal, authenticate
+from resources.objectstore import ObjectStore
+from resources.settings import Settings
+from warehouse.db import session_factory
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_store(request: Request) -> ObjectStore:
+    return request.app.state.store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+def _request_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    session = session_factory(engine)()
+    try:
+        session.begin()
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+RawSession = Annotated[Session, Depends(_request_session, scope="function")]
+
+_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
+
+
+def _principal(request: Request, session: RawSession, settings: SettingsDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise ApiProblem(401, "unauthorized", "Send an API token: Authorization: Bearer kiln_<prefix>_<secret>.",
+                         headers=_UNAUTHORIZED_HEADERS)
+    try:
+        principal = authenticate(session, credentials.strip(), secret_key=settings.secret_key.get_secret_value())
+    except AuthenticationFailed:
+        raise ApiProblem(401, "unauthorized", "The API token is invalid, expired or revoked.",
+                         headers=_UNAUTHORIZED_HEADERS) from None
+    request.state.workspace_id = str(principal.workspace_id)
+    request.state.user_id = str(principal.user_id)
+    return principal
+
+
+async def _bound_principal(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    # Async on purpose: it runs on the request's task, so the bound context reaches the
+    # endpoint (sync endpoints copy the context into their worker thread) and its log lines.
+    bind_context(workspace_id=principal.workspace_id, user_id=principal.user_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_bound_principal)]
+
+
+def _tenant_session(session: RawSession, _principal: CurrentPrincipal) -> Session:
+    return session  # already scoped to the principal's workspace by authenticate()
+
+
+DbSession = Annotated[Session, Depends(_tenant_session)]
+
+
+def authorize(principal: Principal, role: str = "viewer", scope: str | None = None) -> Principal:
+    """Answer 403 when the caller's role or token scope is too small.
+
+    Routes that take an id call this only after loading the object, so a foreign or unknown
+    id is 404 whatever the caller's role: a 403 would confirm the id exists.
+    """
+    if not principal.has_role(role):
+        raise ApiProblem(403, "forbidden", f"This action needs the {role} role or higher.")
+    if scope is not None and not principal.has_scope(scope):
+        raise ApiProblem(403, "insufficient_scope", f"This token lacks the {scope!r} scope.")
+    return principal
+
+
+def require(role: str = "viewer", scope: str | None = None) -> Callable[..., Principal]:
+    """The same check as a dependency, for routes without ids."""
+
+    def _check(principal: CurrentPrincipal) -> Principal:
+        return authorize(principal, role, scope)
+
+    return _check
+
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+JobsReader = Annotated[Principal, Depends(require("viewer", "jobs:read"))]
+JobsWriter = Annotated[Principal, Depends(require("editor", "jobs:write"))]
+ArtifactsReader = Annotated[Principal, Depends(require("viewer", "artifacts:read"))]
+WorkspaceReader = Annotated[Principal, Depends(require("viewer", "workspace:read"))]
+WorkspaceAdmin = Annotated[Principal, Depends(require("admin", "workspace:admin"))]

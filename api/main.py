@@ -1,0 +1,62 @@
+"""The FastAPI application factory: ``uvicorn api.main:create_app --factory``.
+
+Nothing connects at import time; ``create_app`` builds the engine from
+``settings.resolved_database_url`` (lazily connecting) and the object store from settings.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
+from api.problems import Problem, install_problem_handlers
+from api.routes import artifacts, health, jobs, tokens, workspaces
+from resources.objectstore import ObjectStore
+from resources.settings import Settings, get_settings
+from warehouse.db import make_engine
+
+
+def _default_store(settings: Settings) -> ObjectStore:
+    from resources.objectstore import build_object_store  # written alongside the implementations
+
+    return build_object_store(settings)
+
+
+def create_app(settings: Settings | None = None, *, store: ObjectStore | None = None,
+               configure_logs: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    if configure_logs:
+        configure_logging(settings)
+    app = FastAPI(
+        title="Kiln API",
+        version="1.0.0",
+        description="Submit work, follow jobs and download artifacts. Authenticate with "
+        "`Authorization: Bearer kiln_<prefix>_<secret>`; errors are application/problem+json.",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.store = store or _default_store(settings)
+    metrics = ApiMetrics()
+    metrics_url = getattr(settings, "metrics_database_url", None)
+    metrics.add_job_collector(make_engine(metrics_url) if metrics_url else app.state.engine)
+    app.state.metrics = metrics
+
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    for module in (health, workspaces, tokens, jobs, artifacts):
+        app.include_router(module.router)
+
+    # The Problem schema is referenced by every error response in the OpenAPI document.
+    original_openapi = app.openapi
+
+    def openapi_with_problem():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original_openapi()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+        schema["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+        schema["security"] = [{"bearer": []}]
+        return schema
+
+    app.openapi = openapi_with_problem  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,178 @@
+"""Jobs of every product: submit (with Idempotency-Key), list, get, cancel, events, artifacts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, authorize
+from api.job_kinds import get_job_kind, job_kinds
+from api.observability import bind_context
+from api.pagination import decode_cursor, decode_time_id_cursor, encode_cursor, time_id_cursor
+from api.problems import ApiProblem, not_found, problem_responses
+from api.routes.artifacts import artifact_out, list_artifacts_query
+from api.schemas import ArtifactPage, JobCreate, JobEventOut, JobEventPage, JobOut, JobPage, JobStatus
+from warehouse import jobs as job_machine
+from warehouse.models import AuditLog, Job, JobEvent
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 422))
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+           description="Same key + same request returns the first job; a different request answers 409"),
+]
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate({**{c: getattr(job, c) for c in JobOut.model_fields if c != "job_id"}, "job_id": job.id})
+
+
+def load_job(session: Session, principal_ws: uuid.UUID, job_id: uuid.UUID) -> Job:
+    job = session.scalar(select(Job).where(Job.workspace_id == principal_ws, Job.id == job_id))
+    if job is None:
+        raise not_found("job")
+    bind_context(job_id=job.id)
+    return job
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key created"},
+               **problem_responses(409)},
+)
+def submit_job(
+    body: JobCreate,
+    request: Request,
+    principal: JobsWriter,
+    session: DbSession,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    kind = get_job_kind(body.kind)
+    if kind is None:
+        raise ApiProblem(422, "unknown_job_kind", f"Unknown job kind {body.kind!r}; known: {', '.join(job_kinds())}.")
+    try:
+        payload = kind.payload_model.model_validate(body.payload).model_dump(mode="json")
+    except ValidationError as exc:
+        errors = [{"loc": ["body", "payload", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise ApiProblem(422, "validation_error", f"payload: {errors[0]['msg']}", errors=errors) from None
+    result = job_machine.submit_job(
+        session,
+        workspace_id=principal.workspace_id,
+        kind=kind.name,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        max_attempts=kind.max_attempts or settings.job_max_attempts,
+        created_by=principal.user_id,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    bind_context(job_id=result.job.id)
+    return JSONResponse(job_out(result.job).model_dump(mode="json"), status_code=202 if result.created else 200)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    principal: JobsReader,
+    session: DbSession,
+    status: JobStatus | None = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobPage:
+    query = select(Job).where(Job.workspace_id == principal.workspace_id)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    if created_after:
+        query = query.where(Job.created_at > created_after)
+    if created_before:
+        query = query.where(Job.created_at < created_before)
+    if cursor:
+        at, last_id = decode_time_id_cursor(cursor)
+        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    page, more = rows[:limit], len(rows) > limit
+    return JobPage(
+        items=[job_out(j) for j in page],
+        next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if more else None,
+    )
+
+
+@router.get("/{id}", response_model=JobOut, responses=problem_responses(404))
+def get_job(id: uuid.UUID, principal: JobsReader, session: DbSession) -> JobOut:
+    return job_out(load_job(session, principal.workspace_id, id))
+
+
+@router.post("/{id}/cancel", response_model=JobOut, responses=problem_responses(404, 409))
+def cancel_job(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession) -> JobOut:
+    job = load_job(session, principal.workspace_id, id)
+    authorize(principal, "editor", "jobs:write")  # after the lookup: foreign ids stay 404 for everyone
+    if not job_machine.cancel_job(session, job.id, reason="canceled through the API", actor=str(principal.user_id)):
+        session.refresh(job)
+        raise ApiProblem(409, "job_not_cancelable", f"A {job.status} job cannot be canceled.")
+    session.add(
+        AuditLog(
+            workspace_id=principal.workspace_id,
+            actor_user_id=principal.user_id,
+            action="job.cancel",
+            target_type="job",
+            target_id=str(job.id),
+            request_id=getattr(request.state, "request_id", None),
+            detail={"kind": job.kind},
+        )
+    )
+    session.flush()
+    session.refresh(job)
+    return job_out(job)
+
+
+@router.get("/{id}/events", response_model=JobEventPage, responses=problem_responses(404))
+def job_events(
+    id: uuid.UUID,
+    principal: JobsReader,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobEventPage:
+    job = load_job(session, principal.workspace_id, id)
+    query = select(JobEvent).where(JobEvent.workspace_id == principal.workspace_id, JobEvent.job_id == job.id)
+    if cursor:
+        after = decode_cursor(cursor, "seq")["seq"]
+        if not isinstance(after, int):
+            raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
+        query = query.where(JobEvent.seq > after)
+    rows = list(session.scalars(query.order_by(JobEvent.seq).limit(limit + 1)))
+    page, more = rows[:limit], len(rows) > limit
+    return JobEventPage(
+        items=[JobEventOut.model_validate(e) for e in page],
+        next_cursor=encode_cursor(seq=page[-1].seq) if more else None,
+    )
+
+
+@router.get("/{id}/artifacts", response_model=ArtifactPage, responses=problem_responses(404))
+def job_artifacts(
+    id: uuid.UUID,
+    request: Request,
+    principal: JobsReader,
+    session: DbSession,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ArtifactPage:
+    job = load_job(session, principal.workspace_id, id)
+    authorize(principal, "viewer", "artifacts:read")
+    rows, next_cursor = list_artifacts_query(session, principal.workspace_id, job_id=job.id, limit=limit, cursor=cursor)
+    return ArtifactPage(items=[artifact_out(a, settings) for a in rows], next_cursor=next_cursor)

@@ -1,0 +1,71 @@
+"""API tokens of the caller's workspace. Anyone may create tokens for themselves (never with
+more scopes than the token they use); admins see and revoke every token of the workspace."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import and_, or_, select
+
+from api.deps import CurrentPrincipal, DbSession, SettingsDep, authorize
+from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.problems import ApiProblem, not_found, problem_responses
+from api.routes.workspaces import audit
+from api.schemas import TokenCreate, TokenCreated, TokenOut, TokenPage
+from api.security import create_api_token, normalize_scopes
+from warehouse.db import utcnow
+from warehouse.models import ApiToken
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(401, 403, 422))
+
+
+@router.post("", response_model=TokenCreated, status_code=201)
+def create_token(body: TokenCreate, request: Request, principal: CurrentPrincipal, session: DbSession,
+                 settings: SettingsDep) -> TokenCreated:
+    try:
+        scopes = normalize_scopes(body.scopes)
+    except ValueError as exc:
+        raise ApiProblem(422, "invalid_scope", str(exc)) from None
+    if not all(principal.has_scope(s) for s in scopes) or ("*" in scopes and "*" not in principal.scopes):
+        raise ApiProblem(403, "insufficient_scope", "A new token cannot have scopes the current token lacks.")
+    expires_at = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    token, plaintext = create_api_token(session, principal.workspace_id, principal.user_id, body.name, scopes,
+                                        expires_at, secret_key=settings.secret_key.get_secret_value())
+    audit(session, request, principal, "token.create", "api_token", str(token.id), name=body.name, scopes=scopes)
+    return TokenCreated(**TokenOut.model_validate(token).model_dump(), token=plaintext)
+
+
+@router.get("", response_model=TokenPage)
+def list_tokens(
+    principal: CurrentPrincipal,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> TokenPage:
+    query = select(ApiToken).where(ApiToken.workspace_id == principal.workspace_id)
+    if not principal.has_role("admin"):
+        query = query.where(ApiToken.user_id == principal.user_id)
+    if cursor:
+        at, last_id = decode_time_id_cursor(cursor)
+        query = query.where(or_(ApiToken.created_at < at, and_(ApiToken.created_at == at, ApiToken.id < last_id)))
+    rows = list(session.scalars(query.order_by(ApiToken.created_at.desc(), ApiToken.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return TokenPage(items=[TokenOut.model_validate(t) for t in page],
+                     next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+
+
+@router.delete("/{id}", status_code=204, responses=problem_responses(404))
+def revoke_token(id: uuid.UUID, request: Request, principal: CurrentPrincipal, session: DbSession) -> Response:
+    token = session.scalar(select(ApiToken).where(ApiToken.workspace_id == principal.workspace_id, ApiToken.id == id))
+    if token is None or (token.user_id != principal.user_id and not principal.has_role("admin")):
+        raise not_found("token")  # someone else's token is invisible to non-admins
+    if token.user_id != principal.user_id:
+        authorize(principal, "admin", "workspace:admin")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()
+        audit(session, request, principal, "token.revoke", "api_token", str(token.id), name=token.name)
+    return Response(status_code=204)

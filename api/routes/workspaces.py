@@ -1,0 +1,142 @@
+"""The caller's workspace and its members. Member changes are admin+ and audited.
+
+Rules that keep a workspace governable: only an owner may grant, change or remove the owner
+role, and the last owner can be neither demoted nor removed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from api.deps import DbSession, WorkspaceReader, authorize
+from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.problems import ApiProblem, not_found, problem_responses
+from api.schemas import MemberCreate, MemberOut, MemberPage, MemberUpdate, WorkspaceOut
+from api.security import Principal
+from warehouse.db import is_postgres
+from warehouse.models import AppUser, AuditLog, Membership, Workspace
+
+router = APIRouter(prefix="/v1/workspace", tags=["workspace"], responses=problem_responses(401, 403, 422))
+
+
+def audit(session: Session, request: Request, principal: Principal, action: str, target_type: str,
+          target_id: str | None, **detail) -> None:
+    session.add(AuditLog(
+        workspace_id=principal.workspace_id, actor_user_id=principal.user_id, action=action,
+        target_type=target_type, target_id=target_id, request_id=getattr(request.state, "request_id", None),
+        detail=detail,
+    ))
+
+
+def _member_out(membership: Membership, user: AppUser) -> MemberOut:
+    return MemberOut(user_id=user.id, email=user.email, display_name=user.display_name, role=membership.role,
+                     created_at=membership.created_at, updated_at=membership.updated_at)
+
+
+def _load_member(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> tuple[Membership, AppUser]:
+    row = session.execute(
+        select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
+        .where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
+    ).first()
+    if row is None:
+        raise not_found("member")
+    return row[0], row[1]
+
+
+def _owner_count(session: Session, workspace_id: uuid.UUID) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Membership)
+        .where(Membership.workspace_id == workspace_id, Membership.role == "owner")
+    ) or 0
+
+
+def _find_user_id(session: Session, email: str) -> uuid.UUID | None:
+    if is_postgres(session):  # app_user rows of non-members are invisible to the API role (RLS)
+        found = session.execute(text("SELECT kiln_lookup_user_id(:email)"), {"email": email}).scalar()
+        return uuid.UUID(str(found)) if found else None
+    return session.scalar(select(AppUser.id).where(AppUser.email == email))
+
+
+@router.get("", response_model=WorkspaceOut)
+def get_workspace(principal: WorkspaceReader, session: DbSession) -> WorkspaceOut:
+    ws = session.get(Workspace, principal.workspace_id)
+    if ws is None:
+        raise not_found("workspace")
+    return WorkspaceOut(id=ws.id, name=ws.name, slug=ws.slug, created_at=ws.created_at, updated_at=ws.updated_at,
+                        role=principal.role)
+
+
+@router.get("/members", response_model=MemberPage)
+def list_members(
+    principal: WorkspaceReader,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> MemberPage:
+    query = (select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
+             .where(Membership.workspace_id == principal.workspace_id))
+    if cursor:
+        at, last_id = decode_time_id_cursor(cursor)
+        query = query.where((Membership.created_at > at) | ((Membership.created_at == at) & (Membership.id > last_id)))
+    rows = session.execute(query.order_by(Membership.created_at, Membership.id).limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = time_id_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    return MemberPage(items=[_member_out(m, u) for m, u in page], next_cursor=next_cursor)
+
+
+@router.post("/members", response_model=MemberOut, status_code=201, responses=problem_responses(409))
+def add_member(body: MemberCreate, request: Request, principal: WorkspaceReader, session: DbSession) -> MemberOut:
+    authorize(principal, "admin", "workspace:admin")
+    if body.role == "owner":
+        authorize(principal, "owner")
+    user_id = _find_user_id(session, body.email)
+    if user_id is None:
+        user = AppUser(email=body.email, display_name=body.display_name)
+        session.add(user)
+        session.flush()
+        user_id = user.id
+    elif session.scalar(select(Membership.id).where(Membership.workspace_id == principal.workspace_id,
+                                                    Membership.user_id == user_id)):
+        raise ApiProblem(409, "already_member", "This user is already a member; change the role with PATCH.")
+    membership = Membership(workspace_id=principal.workspace_id, user_id=user_id, role=body.role)
+    session.add(membership)
+    session.flush()
+    audit(session, request, principal, "member.add", "user", str(user_id), role=body.role)
+    membership, user = _load_member(session, principal.workspace_id, user_id)
+    return _member_out(membership, user)
+
+
+@router.patch("/members/{user_id}", response_model=MemberOut, responses=problem_responses(404, 409))
+def update_member(user_id: uuid.UUID, body: MemberUpdate, request: Request, principal: WorkspaceReader,
+                  session: DbSession) -> MemberOut:
+    membership, user = _load_member(session, principal.workspace_id, user_id)
+    authorize(principal, "admin", "workspace:admin")
+    if "owner" in (membership.role, body.role):
+        authorize(principal, "owner")
+    if membership.role == "owner" and body.role != "owner" and _owner_count(session, principal.workspace_id) <= 1:
+        raise ApiProblem(409, "last_owner", "A workspace keeps at least one owner; promote another member first.")
+    previous = membership.role
+    membership.role = body.role
+    session.flush()
+    audit(session, request, principal, "member.role_change", "user", str(user_id), previous=previous, role=body.role)
+    return _member_out(membership, user)
+
+
+@router.delete("/members/{user_id}", status_code=204, responses=problem_responses(404, 409))
+def remove_member(user_id: uuid.UUID, request: Request, principal: WorkspaceReader, session: DbSession) -> Response:
+    membership, _user = _load_member(session, principal.workspace_id, user_id)
+    authorize(principal, "admin", "workspace:admin")
+    if membership.role == "owner":
+        authorize(principal, "owner")
+        if _owner_count(session, principal.workspace_id) <= 1:
+            raise ApiProblem(409, "last_owner", "The last owner cannot be removed.")
+    # The member's API tokens go with the membership (ON DELETE CASCADE).
+    session.delete(membership)
+    session.flush()
+    audit(session, request, principal, "member.remove", "user", str(user_id), role=membership.role)
+    return Response(status_code=204)

@@ -1,0 +1,174 @@
+"""Request and response bodies. Timestamps are ISO 8601 in UTC; ids are UUIDs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+
+def _to_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str, when_used="json"),
+]
+
+# Deliberately simple (no email-validator dependency): one @, no spaces, a dot in the domain.
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+]
+
+Role = Literal["owner", "admin", "editor", "viewer"]
+JobStatus = Literal["queued", "running", "succeeded", "retrying", "failed", "canceled"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class WorkspaceOut(_Out):
+    id: uuid.UUID
+    name: str
+    slug: str
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    role: Role = Field(description="The caller's role in this workspace")
+
+
+class MemberOut(_Out):
+    user_id: uuid.UUID
+    email: str
+    display_name: str | None = None
+    role: Role
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class MemberCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+    role: Role = "viewer"
+    display_name: str | None = Field(default=None, max_length=200)
+
+
+class MemberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+
+
+class MemberPage(BaseModel):
+    items: list[MemberOut]
+    next_cursor: str | None = None
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(default_factory=lambda: ["*"], max_length=16)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenOut(_Out):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    user_id: uuid.UUID
+    scopes: list[str]
+    expires_at: UtcDatetime | None = None
+    revoked_at: UtcDatetime | None = None
+    last_used_at: UtcDatetime | None = None
+    created_at: UtcDatetime
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret token; shown once, store it now")
+
+
+class TokenPage(BaseModel):
+    items: list[TokenOut]
+    next_cursor: str | None = None
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(min_length=1, max_length=64, examples=["selftest"])
+    payload: dict[str, Any] = Field(default_factory=dict, examples=[{"message": "hello"}])
+
+
+class JobOut(_Out):
+    id: uuid.UUID
+    job_id: uuid.UUID = Field(description="Same as id: submit answers carry both, per the API conventions")
+    kind: str
+    status: JobStatus
+    progress: int = Field(ge=0, le=100)
+    attempt: int
+    max_attempts: int
+    payload: dict[str, Any]
+    error_code: str | None = None
+    error_message: str | None = None
+    idempotency_key: str | None = None
+    dagster_run_id: str | None = None
+    next_attempt_at: UtcDatetime | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = None
+
+
+class JobEventOut(_Out):
+    seq: int
+    event: str
+    from_status: str | None = None
+    to_status: str | None = None
+    attempt: int
+    detail: dict[str, Any]
+    created_at: UtcDatetime
+
+
+class JobEventPage(BaseModel):
+    items: list[JobEventOut]
+    next_cursor: str | None = None
+
+
+class ArtifactOut(_Out):
+    id: uuid.UUID
+    kind: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    status: str
+    job_id: uuid.UUID | None = None
+    asset_key: str | None = None
+    created_at: UtcDatetime
+    expires_at: UtcDatetime | None = None
+    download_url: str | None = Field(default=None, description="A ready signed link (None once deleted)")
+    download_url_expires_at: UtcDatetime | None = None
+
+
+class ArtifactPage(BaseModel):
+    items: list[ArtifactOut]
+    next_cursor: str | None = None
+
+
+class DownloadLinkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_in_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+
+
+class DownloadLink(BaseModel):
+    url: str
+    expires_at: UtcDatetime

@@ -1,0 +1,258 @@
+"""Bulk input (CSV / XLSX rows), per-row checks, output filenames and the spreadsheet-safe report.
+
+Rows stream: CSV is decoded incrementally and XLSX is read with openpyxl's read-only mode, so memory
+stays flat however many rows there are. Cells are kept as text: 'NA', '007' or '=1+1' stay exactly
+what the user typed (formula-looking values are data, never an error; they are defanged only in
+the report CSV, which a spreadsheet will open).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from charset_normalizer import from_bytes
+
+from pipelines.documents.errors import MissingColumns, TabularInvalid
+
+MAX_CELL_BYTES = 1024 * 1024
+SNIFF_BYTES = 64 * 1024
+csv.field_size_limit(64 * 1024 * 1024)  # big cells are read, then refused per row with a clear error
+
+
+@dataclass
+class RowError:
+    code: str
+    message: str
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def detect_encoding(head: bytes) -> str:
+    """Encoding of a CSV from its first bytes: BOMs first, then UTF-8, then charset-normalizer."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3:  # a multi-byte character cut by the sniff window
+            return "utf-8"
+    # Valid multi-byte UTF-8 next to invalid bytes: a file of mixed encodings. Read it as UTF-8 so the
+    # stray bytes become U+FFFD and fail their own rows (bad_encoding), instead of garbling every row.
+    if any(ord(ch) > 127 and ch != "\ufffd" for ch in head.decode("utf-8", "replace")):
+        return "utf-8"
+    best = from_bytes(head).best()
+    return best.encoding if best is not None else "cp1252"
+
+
+def _open_text(path: Path) -> TextIO:
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    encoding = detect_encoding(head)
+    # newline="" lets the csv module handle CRLF and newlines inside quoted cells.
+    return open(path, encoding=encoding, errors="replace", newline="")
+
+
+def _clean_header(header: list[str]) -> list[str]:
+    names = [h.replace("\ufeff", "").strip() for h in header]
+    if not any(names):
+        raise TabularInvalid("The first row must name the columns.")
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            raise TabularInvalid(f"Column {name!r} appears twice in the header.", column=name)
+        seen.add(name)
+    return names
+
+
+def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]]:
+    """(columns, rows): rows are dicts of strings; empty cells are '' (never NaN)."""
+    fh = _open_text(Path(path))
+    sample = fh.read(SNIFF_BYTES)
+    fh.seek(0)
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(fh, dialect)
+    try:
+        columns = _clean_header(next(reader))
+    except StopIteration:
+        fh.close()
+        raise TabularInvalid("The CSV file is empty.") from None
+
+    def rows() -> Iterator[dict[str, str]]:
+        with fh:
+            for record in reader:
+                if not any(cell.strip() for cell in record):
+                    continue  # blank lines (often a trailing CRLF) are not rows
+                record = record + [""] * (len(columns) - len(record))
+                yield {col: record[i] for i, col in enumerate(columns) if col}
+
+    return columns, rows()
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def iter_xlsx_rows(path: str | Path, sheet: str | None = None) -> tuple[list[str], Iterator[dict[str, str]]]:
+    """(columns, rows) from the first (or named) sheet; cached values, not formulas."""
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a bad file
+        raise TabularInvalid(f"The XLSX file cannot be read: {exc}") from exc
+    worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
+    values = worksheet.iter_rows(values_only=True)
+    try:
+        columns = _clean_header([_cell_text(v) for v in next(values)])
+    except StopIteration:
+        workbook.close()
+        raise TabularInvalid("The sheet is empty.") from None
+
+    def rows() -> Iterator[dict[str, str]]:
+        try:
+            for record in values:
+                cells = [_cell_text(v) for v in record]
+                if not any(c.strip() for c in cells):
+                    continue
+                cells += [""] * (len(columns) - len(cells))
+                yield {col: cells[i] for i, col in enumerate(columns) if col}
+        finally:
+            workbook.close()
+
+    return columns, rows()
+
+
+def iter_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]]:
+    """CSV or XLSX, told apart by content (an XLSX is a ZIP), not by the file name."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04":
+        return iter_xlsx_rows(path)
+    return iter_csv_rows(path)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+def check_columns(columns: Iterable[str], required: Iterable[str]) -> None:
+    """Raise ``MissingColumns`` naming every required field without a column."""
+    present = set(columns)
+    missing = sorted(name for name in required if name not in present)
+    if missing:
+        raise MissingColumns(f"The spreadsheet has no column for: {', '.join(missing)}.", missing=missing)
+
+
+def validate_row(row: dict[str, str], required_values: Iterable[str], max_cell_bytes: int = MAX_CELL_BYTES) -> RowError | None:
+    """The first problem with one row, or None. ``required_values``: fields that must not be empty."""
+    for column, value in row.items():
+        if len(value) * 4 > max_cell_bytes and len(value.encode("utf-8")) > max_cell_bytes:
+            return RowError("cell_too_large", f"Cell {column!r} holds more than {max_cell_bytes // 1024} KiB.")
+        if "\ufffd" in value:
+            return RowError("bad_encoding", f"Cell {column!r} holds bytes that are not valid text in this file's encoding.")
+    empty = [name for name in required_values if not row.get(name, "").strip()]
+    if empty:
+        return RowError("missing_values", f"Empty value for required field(s): {', '.join(empty)}.")
+    return None
+
+
+# --- output filenames -----------------------------------------------------------------------
+
+_PATTERN_FIELD = re.compile(r"\{([^{}]+)\}")
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+MAX_STEM = 120
+
+
+def pattern_fields(pattern: str) -> list[str]:
+    return [m.strip() for m in _PATTERN_FIELD.findall(pattern)]
+
+
+def sanitize_stem(text: str) -> str:
+    text = unicodedata.normalize("NFC", text)
+    text = _UNSAFE_CHARS.sub("_", text).strip(" .")
+    text = re.sub(r"\s+", " ", text)
+    if _WINDOWS_RESERVED.match(text):
+        text = "_" + text
+    return text[:MAX_STEM].rstrip(" .")
+
+
+class FilenameAllocator:
+    """Names outputs from a pattern such as ``"{last_name}-{first_name}"``, unique within one ZIP.
+
+    Uniqueness ignores case (Windows and macOS unzip into case-insensitive folders); a clash gets
+    ``-2``, ``-3``... Call ``reserve`` with names already used (e.g. on resume) before allocating.
+    """
+
+    def __init__(self, pattern: str, fallback: str = "row-{row}") -> None:
+        self.pattern, self.fallback = pattern or fallback, fallback
+        self.used: set[str] = set()
+
+    def reserve(self, filename: str) -> None:
+        self.used.add(filename.lower())
+
+    def allocate(self, row: dict[str, str], row_number: int, extension: str) -> str:
+        values = {**row, "row": str(row_number)}
+        stem = sanitize_stem(_PATTERN_FIELD.sub(lambda m: values.get(m.group(1).strip(), ""), self.pattern))
+        if not stem.strip("_- "):
+            stem = sanitize_stem(self.fallback.replace("{row}", str(row_number)))
+        candidate, n = f"{stem}.{extension}", 1
+        while candidate.lower() in self.used:
+            n += 1
+            candidate = f"{stem}-{n}.{extension}"
+        self.used.add(candidate.lower())
+        return candidate
+
+
+# --- report ---------------------------------------------------------------------------------
+
+REPORT_COLUMNS = ["row", "status", "error_code", "error", "output_filename", "sha256"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defang(value: Any) -> str:
+    """Make a cell safe to open in a spreadsheet: no formula can start it."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+class ReportWriter:
+    """Writes the per-row report CSV (UTF-8 with BOM so Excel reads accents) row by row."""
+
+    def __init__(self, stream: TextIO, extra_columns: Iterable[str] = ()) -> None:
+        self.extra = list(extra_columns)
+        self.writer = csv.writer(stream, lineterminator="\r\n")
+        stream.write("\ufeff")
+        self.writer.writerow([defang(c) for c in REPORT_COLUMNS + self.extra])
+
+    def write(self, row: int, status: str, error_code: str = "", error: str = "", output_filename: str = "",
+              sha256: str = "", extra: dict[str, Any] | None = None) -> None:
+        cells = [row, status, error_code, error, output_filename, sha256] + [(extra or {}).get(c, "") for c in self.extra]
+        self.writer.writerow([defang(c) for c in cells])
+
+
+def report_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """The whole report as text, for small runs and tests."""
+    buffer = io.StringIO()
+    writer = ReportWriter(buffer)
+    for r in rows:
+        writer.write(**{k: r.get(k, "") for k in REPORT_COLUMNS})
+    return buffer.getvalue()

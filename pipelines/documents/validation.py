@@ -1,0 +1,130 @@
+"""Validate an uploaded .docx before anything else touches it.
+
+Checks, in order, each with its own typed error (stable ``code``):
+- a real ZIP (``not_docx``), with safe entry names (``unsafe_zip_entry``: ``..``, absolute paths,
+  backslashes, drive letters, NUL);
+- bounded expansion (``zip_bomb``): total uncompressed size, per-entry ratio, entry count; sizes are
+  measured while reading, not trusted from the ZIP directory (which an attacker writes);
+- OOXML parts present: ``[Content_Types].xml`` and ``word/document.xml`` (``not_docx``);
+- not macro-enabled (``macro_enabled``): no ``vbaProject.bin``, no macroEnabled content type;
+- every XML part parses with defusedxml: DTDs, entity declarations and external references are
+  refused (``template_invalid``), so no billion-laughs expansion or XXE.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+import defusedxml.ElementTree as safe_et
+from defusedxml import DefusedXmlException
+
+from pipelines.documents.errors import MacroEnabled, NotDocx, TemplateInvalid, UnsafeZipEntry, ZipBomb
+
+MAX_TOTAL_UNCOMPRESSED = 100 * 1024 * 1024  # 100 MiB expanded: far above any real template
+MAX_COMPRESSION_RATIO = 100  # per entry; real DOCX XML compresses ~5-20x
+RATIO_MIN_SIZE = 1024 * 1024  # small entries may compress well (repetitive XML); only big ones are judged
+MAX_ENTRIES = 2000
+MAX_XML_PART = 50 * 1024 * 1024
+
+MACRO_CONTENT_TYPES = (
+    "application/vnd.ms-word.document.macroEnabled",
+    "application/vnd.ms-word.template.macroEnabled",
+    "application/vnd.ms-office.vbaProject",
+)
+REQUIRED_PARTS = ("[Content_Types].xml", "word/document.xml")
+
+
+@dataclass(frozen=True)
+class DocxInfo:
+    parts: tuple[str, ...]
+    total_uncompressed: int
+
+
+def _check_name(name: str) -> None:
+    if not name or "\x00" in name or "\\" in name:
+        raise UnsafeZipEntry(f"Entry name {name!r} is not allowed (backslash or NUL).", entry=name)
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeZipEntry(f"Entry name {name!r} is an absolute path.", entry=name)
+    if ".." in PurePosixPath(name).parts:
+        raise UnsafeZipEntry(f"Entry name {name!r} climbs out of the archive ('..').", entry=name)
+
+
+def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """Read one entry, stopping as soon as it exceeds the remaining budget or the ratio cap."""
+    chunks: list[bytes] = []
+    size = 0
+    with archive.open(info) as stream:
+        while chunk := stream.read(64 * 1024):
+            size += len(chunk)
+            if size > budget:
+                raise ZipBomb(
+                    f"The archive expands beyond {MAX_TOTAL_UNCOMPRESSED // (1024 * 1024)} MiB.", entry=info.filename
+                )
+            if size > RATIO_MIN_SIZE and size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+                raise ZipBomb(
+                    f"Entry {info.filename!r} expands more than {MAX_COMPRESSION_RATIO}x.", entry=info.filename
+                )
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_xml_safely(name: str, data: bytes) -> None:
+    try:
+        safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise TemplateInvalid(
+            f"Part {name!r} declares a DTD or entities, which are not allowed in templates.", part=name
+        ) from exc
+    except safe_et.ParseError as exc:
+        raise TemplateInvalid(f"Part {name!r} is not well-formed XML: {exc}.", part=name) from exc
+
+
+def validate_docx(source: bytes | BinaryIO | str) -> DocxInfo:
+    """Raise a typed ``TemplateInvalid`` subclass unless ``source`` is a safe, macro-free .docx."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise NotDocx("The upload is not a ZIP archive, so it cannot be a .docx file.") from exc
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise ZipBomb(f"The archive holds {len(infos)} entries (at most {MAX_ENTRIES}).")
+        names = [info.filename for info in infos]
+        for name in names:
+            _check_name(name)
+        if len(set(names)) != len(names):
+            raise UnsafeZipEntry("The archive holds the same entry name twice.")
+        # The directory's sizes are only a first, cheap filter: reading enforces the real limits.
+        if sum(info.file_size for info in infos) > MAX_TOTAL_UNCOMPRESSED:
+            raise ZipBomb(f"The archive declares more than {MAX_TOTAL_UNCOMPRESSED // (1024 * 1024)} MiB expanded.")
+        missing = [part for part in REQUIRED_PARTS if part not in names]
+        if missing:
+            raise NotDocx(f"The archive lacks the Word parts {', '.join(missing)}: it is not a .docx file.")
+        if any(PurePosixPath(name).name.lower() == "vbaproject.bin" for name in names):
+            raise MacroEnabled("The document contains macros (vbaProject.bin); upload a macro-free .docx.")
+
+        budget = MAX_TOTAL_UNCOMPRESSED
+        for info in infos:
+            if info.is_dir():
+                continue
+            try:
+                data = _read_bounded(archive, info, budget)
+            except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise NotDocx(f"Entry {info.filename!r} cannot be read: {exc}.") from exc
+            budget -= len(data)
+            lowered = info.filename.lower()
+            if lowered == "[content_types].xml":
+                text = data.decode("utf-8", "replace")
+                if any(ct.lower() in text.lower() for ct in MACRO_CONTENT_TYPES):
+                    raise MacroEnabled("The document is macro-enabled (.docm content type); upload a macro-free .docx.")
+            if lowered.endswith((".xml", ".rels")):
+                if len(data) > MAX_XML_PART:
+                    raise ZipBomb(f"Part {info.filename!r} is larger than {MAX_XML_PART // (1024 * 1024)} MiB.")
+                _parse_xml_safely(info.filename, data)
+        return DocxInfo(parts=tuple(names), total_uncompressed=MAX_TOTAL_UNCOMPRESSED - budget)

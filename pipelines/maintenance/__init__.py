@@ -1,0 +1,1 @@
+"""Platform maintenance: artifact retention and the lineage warehouse (plain logic, no Dagster)."""

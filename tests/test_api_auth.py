@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from resources.settings import DEFAULT_SECRET, Settings
+from tests.test_api_support import api  # noqa: F401 - fixture
+from warehouse.db import system_session, utcnow
+from warehouse.models import ApiToken, AuditLog
+
+
+def _token_row(api, token: str) -> ApiToken:
+    prefix = token.split("_")[1]
+    with system_session(api.system) as s:
+        return s.query(ApiToken).filter_by(prefix=prefix).one()
+
+
+def test_valid_token_reaches_its_workspace(api):
+    t = api.tenant()
+    r = api.client.get("/v1/workspace", headers=t.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == str(t.workspace_id)
+    assert r.json()["role"] == "owner"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer garbage",
+        "Bearer kiln_000000000000_" + "A" * 43,
+    ],
+)
+def test_missing_or_garbage_tokens_are_401_problems(api, header):
+    headers = {"Authorization": header} if header else {}
+    r = api.client.get("/v1/jobs", headers=headers)
+    assert r.status_code == 401
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["code"] == "unauthorized" and body["status"] == 401 and body["type"].endswith("unauthorized")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_wrong_secret_with_a_real_prefix_is_401(api):
+    t = api.tenant()
+    prefix = t.token.split("_")[1]
+    forged = f"kiln_{prefix}_" + "B" * 43
+    assert api.client.get("/v1/jobs", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_revoked_token_is_401_and_revocation_is_audited(api):
+    t = api.tenant()
+    row = _token_row(api, t.token)
+    assert api.client.get("/v1/jobs", headers=t.headers).status_code == 200
+    r = api.client.delete(f"/v1/tokens/{row.id}", headers=t.headers)
+    assert r.status_code == 204
+    r = api.client.get("/v1/jobs", headers=t.headers)
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    with system_session(api.system) as s:
+        actions = [a.action for a in s.query(AuditLog).filter_by(workspace_id=t.workspace_id)]
+    assert "token.revoke" in actions
+
+
+def test_expired_token_is_401(api):
+    t = api.tenant()
+    prefix = t.token.split("_")[1]
+    with system_session(api.system) as s:
+        s.query(ApiToken).filter_by(prefix=prefix).update({"expires_at": utcnow() - timedelta(seconds=1)})
+    assert api.client.get("/v1/jobs", headers=t.headers).status_code == 401
+
+
+def test_created_token_works_and_is_shown_once(api):
+    t = api.tenant()
+    r = api.client.post("/v1/tokens", headers=t.headers, json={"name": "ci", "scopes": ["jobs:read"], "expires_in_days": 1})
+    assert r.status_code == 201, r.text
+    new = r.json()["token"]
+    assert new.startswith("kiln_")
+    listed = api.client.get("/v1/tokens", headers=t.headers).json()["items"]
+    assert all("token" not in item for item in listed) and {i["name"] for i in listed} == {"test", "ci"}
+    scoped = {"Authorization": f"Bearer {new}"}
+    assert api.client.get("/v1/jobs", headers=scoped).status_code == 200
+    r = api.client.post("/v1/jobs", headers=scoped, json={"kind": "selftest", "payload": {"message": "x"}})
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_scope"
+    # A narrower token cannot mint a broader one.
+    r = api.client.post("/v1/tokens", headers=scoped, json={"name": "escalate", "scopes": ["*"]})
+    assert r.status_code == 403
+
+
+def test_roles_are_enforced_per_route(api):
+    owner = api.tenant()
+    viewer = api.member(owner, "viewer")
+    editor = api.member(owner, "editor")
+    job_id = api.job(owner)
+    r = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=viewer.headers)
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    r = api.client.post("/v1/jobs", headers=viewer.headers, json={"kind": "selftest", "payload": {"message": "x"}})
+    assert r.status_code == 403
+    r = api.client.post("/v1/workspace/members", headers=editor.headers, json={"email": "new@example.test"})
+    assert r.status_code == 403
+    assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=editor.headers).status_code == 200
+
+
+def test_viewer_gets_404_not_403_for_a_foreign_job(api):
+    owner = api.tenant()
+    viewer = api.member(owner, "viewer")
+    other_job = api.job(api.tenant())
+    r = api.client.post(f"/v1/jobs/{other_job}/cancel", headers=viewer.headers)
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+def test_member_management_and_audit(api):
+    owner = api.tenant()
+    r = api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": "Ann@Example.test", "role": "editor"})
+    assert r.status_code == 201, r.text
+    user_id = r.json()["user_id"]
+    assert r.json()["email"] == "ann@example.test"
+    assert api.client.post("/v1/workspace/members", headers=owner.headers,
+                           json={"email": "ann@example.test"}).json()["code"] == "already_member"
+    r = api.client.patch(f"/v1/workspace/members/{user_id}", headers=owner.headers, json={"role": "admin"})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+    # The last owner can neither be demoted nor removed.
+    r = api.client.patch(f"/v1/workspace/members/{owner.user_id}", headers=owner.headers, json={"role": "viewer"})
+    assert r.status_code == 409 and r.json()["code"] == "last_owner"
+    members = api.client.get("/v1/workspace/members", headers=owner.headers).json()["items"]
+    assert {m["role"] for m in members} == {"owner", "admin"}
+    assert api.client.delete(f"/v1/workspace/members/{user_id}", headers=owner.headers).status_code == 204
+    with system_session(api.system) as s:
+        actions = [a.action for a in s.query(AuditLog).filter_by(workspace_id=owner.workspace_id).order_by(AuditLog.id)]
+    assert actions == ["member.add", "member.role_change", "member.remove"]
+
+
+def test_a_user_in_two_workspaces_is_added_by_email(api):
+    a, b = api.tenant(), api.tenant()
+    with system_session(api.system) as s:
+        from warehouse.models import AppUser
+
+        email = s.get(AppUser, b.user_id).email
+    r = api.client.post("/v1/workspace/members", headers=a.headers, json={"email": email, "role": "viewer"})
+    assert r.status_code == 201 and r.json()["user_id"] == str(b.user_id)
+
+
+def test_production_refuses_the_default_secret():
+    with pytest.raises(ValidationError, match="KILN_SECRET_KEY"):
+        Settings(env="production", secret_key=DEFAULT_SECRET, database_url="postgresql://x@h/db")
+    with pytest.raises(ValidationError):
+        Settings(env="production", secret_key="short", database_url="postgresql://x@h/db")
+    ok = Settings(env="production", secret_key="x" * 48, database_url="postgresql://x@h/db")
+    assert ok.env == "production"

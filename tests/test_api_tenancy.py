@@ -1,0 +1,119 @@
+"""Cross-tenant isolation over EVERY route of the app.
+
+The test walks ``app.routes``: each route with a path parameter is called, with the owner token
+of workspace A, on objects of workspace B, and must answer 404. A new route whose parameter
+names a resource this test cannot build fails loudly until the test learns it, so nothing new
+escapes the check.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+
+from tests.test_api_support import api  # noqa: F401 - fixture
+from warehouse.db import system_session
+from warehouse.models import ApiToken, Job, Membership
+
+# Routes whose path parameter is not an object id of a workspace.
+NOT_TENANT_IDS = {
+    "/v1/downloads/{token}": "the signed link is the credential; tampering is covered in test_api_downloads",
+}
+
+# Valid bodies, so the request reaches the id check instead of failing validation first.
+BODIES = {
+    ("PATCH", "/v1/workspace/members/{user_id}"): {"role": "viewer"},
+    ("POST", "/v1/artifacts/{id}/download-link"): {"expires_in_seconds": 60},
+}
+
+
+def _foreign_objects(api, victim):
+    job_id = api.job(victim)
+    artifact_id = api.artifact(victim, b"victim data", job_id=job_id)
+    second_member = api.member(victim, "editor")
+    with system_session(api.system) as s:
+        token_id = s.scalar(select(ApiToken.id).where(ApiToken.user_id == second_member.user_id))
+    return {
+        "jobs": str(job_id),
+        "artifacts": str(artifact_id),
+        "tokens": str(token_id),
+        "members": str(second_member.user_id),
+    }
+
+
+def all_api_routes(app) -> list[APIRoute]:
+    """Every APIRoute, including those of included routers (FastAPI >= 0.13x includes lazily)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI flattens included routers into app.routes
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [c.original_route for c in iter_route_contexts(app.routes) if isinstance(c.original_route, APIRoute)]
+
+
+def _resource_of(path: str, param: str) -> str:
+    segments = path.strip("/").split("/")
+    index = segments.index("{" + param + "}")
+    return segments[index - 1]
+
+
+def test_every_route_answers_404_for_another_workspaces_ids(api):
+    attacker, victim = api.tenant("owner"), api.tenant("owner")
+    foreign = _foreign_objects(api, victim)
+    checked = []
+    routes = all_api_routes(api.app)
+    assert any(r.path == "/v1/jobs/{id}" for r in routes), "route discovery is broken"
+    for route in routes:
+        if route.path in NOT_TENANT_IDS:
+            continue
+        params = re.findall(r"{(\w+)}", route.path)
+        if not params:
+            continue
+        values = {}
+        for param in params:
+            resource = _resource_of(route.path, param)
+            assert resource in foreign, (
+                f"{route.path}: teach this test how to make another workspace's {resource!r} "
+                f"(add it to _foreign_objects) so the route is checked for cross-tenant access"
+            )
+            values[param] = foreign[resource]
+        url = route.path.format(**values)
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            body = BODIES.get((method, route.path))
+            if route.body_field is not None and route.body_field.field_info.is_required() and body is None:
+                raise AssertionError(f"{method} {route.path}: add a valid body to BODIES")
+            r = api.client.request(method, url, headers=attacker.headers, json=body)
+            assert r.status_code == 404, f"{method} {url} answered {r.status_code}: {r.text}"
+            assert r.json()["code"] == "not_found"
+            checked.append(f"{method} {route.path}")
+    assert len(checked) >= 8, checked
+
+    # And nothing of the victim's changed.
+    with system_session(api.system) as s:
+        assert s.get(Job, uuid.UUID(foreign["jobs"])).status == "queued"
+        assert s.scalar(select(ApiToken.revoked_at).where(ApiToken.id == uuid.UUID(foreign["tokens"]))) is None
+        assert s.scalar(select(Membership.role).where(Membership.user_id == uuid.UUID(foreign["members"]))) == "editor"
+
+
+def test_listings_never_show_another_workspaces_rows(api):
+    attacker, victim = api.tenant("owner"), api.tenant("owner")
+    _foreign_objects(api, victim)
+    own_job = api.job(attacker)
+    jobs = api.client.get("/v1/jobs", headers=attacker.headers).json()["items"]
+    assert [j["id"] for j in jobs] == [str(own_job)]
+    members = api.client.get("/v1/workspace/members", headers=attacker.headers).json()["items"]
+    assert [m["user_id"] for m in members] == [str(attacker.user_id)]
+    tokens = api.client.get("/v1/tokens", headers=attacker.headers).json()["items"]
+    assert {t["user_id"] for t in tokens} == {str(attacker.user_id)}
+    assert api.client.get("/v1/workspace", headers=attacker.headers).json()["id"] == str(attacker.workspace_id)
+
+
+def test_non_admin_cannot_see_or_revoke_a_colleagues_token(api):
+    owner = api.tenant("owner")
+    editor = api.member(owner, "editor")
+    with system_session(api.system) as s:
+        owner_token = s.scalar(select(ApiToken.id).where(ApiToken.user_id == owner.user_id))
+    assert api.client.delete(f"/v1/tokens/{owner_token}", headers=editor.headers).status_code == 404
+    assert api.client.get("/v1/jobs", headers=owner.headers).status_code == 200

@@ -1,0 +1,140 @@
+"""The retention pass against the system-of-record DB and the object store.
+
+The decisions live in ``pipelines/maintenance/retention.py`` (plain functions); this module
+reads the rows they need and applies them. Deletion is at-least-once and ordered so a crash
+never loses track of an object: the object is deleted first, then its row is marked
+``deleted`` (rows are never removed, so lineage stays queryable). A crash between the two
+leaves the row ``available`` and the next pass deletes the (already missing) object again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, case, func, select, update
+
+from pipelines.maintenance.retention import PartitionJob, kinds_by_partitions_def, removable_partitions
+from resources.objectstore import ObjectStore
+from warehouse.db import system_session, utcnow
+from warehouse.models import Artifact, Job
+
+_IN_CHUNK = 500  # keep IN (...) lists well below every driver's parameter limit
+
+
+@dataclass
+class PurgeReport:
+    objects_deleted: int = 0
+    bytes_freed: int = 0
+    missing_objects: int = 0  # already gone (an earlier interrupted pass, or removed by hand)
+    rows_marked: int = 0
+    batches: int = 0
+    failed_artifact_ids: list[str] = field(default_factory=list)
+
+
+def _expired_batch(engine: Engine, *, now: datetime, limit: int, skip: Sequence[uuid.UUID]) -> list[tuple]:
+    query = (
+        select(Artifact.id, Artifact.storage_key, Artifact.size_bytes)
+        .where(Artifact.status == "available", Artifact.expires_at.is_not(None), Artifact.expires_at <= now)
+        .order_by(Artifact.expires_at, Artifact.id)
+        .limit(limit)
+    )
+    if skip:
+        query = query.where(Artifact.id.not_in(list(skip)))
+    with system_session(engine) as session:
+        return [tuple(row) for row in session.execute(query)]
+
+
+def purge_expired_artifacts(
+    engine: Engine,
+    store: ObjectStore,
+    *,
+    now: datetime | None = None,
+    batch_size: int = 500,
+    max_batches: int | None = None,
+    log=None,
+) -> PurgeReport:
+    """Delete every expired artifact's object, then mark its row deleted, in batches.
+
+    The DB transaction is short (read a batch; later mark it): object-store calls never run
+    inside it. An object the store refuses to delete is skipped and reported, not retried in
+    this pass, so one bad key cannot stall the rest.
+    """
+    now = now or utcnow()
+    report = PurgeReport()
+    failed: list[uuid.UUID] = []
+    while max_batches is None or report.batches < max_batches:
+        batch = _expired_batch(engine, now=now, limit=batch_size, skip=failed)
+        if not batch:
+            break
+        report.batches += 1
+        gone: list[uuid.UUID] = []
+        for artifact_id, key, size in batch:
+            try:
+                existed = store.exists(key)
+                store.delete(key)
+            except Exception as exc:  # noqa: BLE001 - report and carry on with the other objects
+                failed.append(artifact_id)
+                report.failed_artifact_ids.append(str(artifact_id))
+                if log is not None:
+                    log.warning(f"retention: could not delete object of artifact {artifact_id}: {type(exc).__name__}")
+                continue
+            if existed:
+                report.objects_deleted += 1
+                report.bytes_freed += int(size)
+            else:
+                report.missing_objects += 1
+            gone.append(artifact_id)
+        if gone:
+            with system_session(engine) as session:
+                result = session.execute(
+                    update(Artifact)
+                    .where(Artifact.id.in_(gone), Artifact.status == "available")
+                    .values(status="deleted", deleted_at=now, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                report.rows_marked += result.rowcount or 0
+    return report
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def partition_jobs(engine: Engine, *, kinds: Sequence[str], keys: Sequence[str]) -> list[PartitionJob]:
+    """Jobs of ``kinds`` carrying one of ``keys``, with their artifact counts."""
+    if not kinds or not keys:
+        return []
+    available = func.coalesce(func.sum(case((Artifact.status == "available", 1), else_=0)), 0)
+    found: list[PartitionJob] = []
+    with system_session(engine) as session:
+        for chunk in _chunks(list(keys)):
+            query = (
+                select(Job.kind, Job.partition_key, Job.status, Job.finished_at, func.count(Artifact.id), available)
+                .outerjoin(Artifact, (Artifact.workspace_id == Job.workspace_id) & (Artifact.job_id == Job.id))
+                .where(Job.kind.in_(list(kinds)), Job.partition_key.in_(list(chunk)))
+                .group_by(Job.id, Job.kind, Job.partition_key, Job.status, Job.finished_at)
+            )
+            for kind, key, status, finished_at, total, left in session.execute(query):
+                found.append(PartitionJob(kind, key, status, finished_at, int(total), int(left)))
+    return found
+
+
+def stale_partitions(
+    engine: Engine,
+    existing: Mapping[str, Sequence[str]],
+    *,
+    now: datetime | None = None,
+    empty_job_grace: timedelta,
+    registry: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """Which of the ``existing`` partition keys (per partitions definition) can be deleted."""
+    now = now or utcnow()
+    kinds_of = kinds_by_partitions_def(registry)
+    jobs: list[PartitionJob] = []
+    for name, keys in existing.items():
+        jobs.extend(partition_jobs(engine, kinds=kinds_of.get(name, []), keys=list(keys)))
+    return removable_partitions(existing, jobs, now=now, empty_job_grace=empty_job_grace, registry=registry)
