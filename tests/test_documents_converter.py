@@ -6,13 +6,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.corpus import PUBLIC as CORPUS_PUBLIC
+
 import pytest
 
 from pipelines.documents.errors import ConversionFailed, ConversionTimeout, ConverterUnavailable
 from pipelines.documents.render import prepare_template, render_docx
 from resources.converter import DocumentConverter
 
-PUBLIC = Path("/work/shared/corpus/public/docx")
+PUBLIC = CORPUS_PUBLIC / "docx"
 
 # LibreOffice is a declared system dependency (.ci/system-deps.sh installs it); its absence is a
 # broken environment, reported as a failure rather than a skip.

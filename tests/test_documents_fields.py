@@ -7,11 +7,13 @@ import json
 import zipfile
 from pathlib import Path
 
+from tests.corpus import PUBLIC as CORPUS_PUBLIC
+
 import pytest
 
 from pipelines.documents.fields import analyze_template, missing_required
 
-PUBLIC = Path("/work/shared/corpus/public")
+PUBLIC = CORPUS_PUBLIC
 EXPECTED = json.loads((PUBLIC / "expected.json").read_text())["items"]
 TEMPLATES = sorted(k for k, v in EXPECTED.items() if v["kind"] == "docx_template")
 SYNTAX = {"test_macword2011.docx": "mergefield", "test_merge_table_rows.docx": "mergefield",

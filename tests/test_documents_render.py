@@ -7,6 +7,8 @@ import json
 import zipfile
 from pathlib import Path
 
+from tests.corpus import PUBLIC as CORPUS_PUBLIC
+
 import pytest
 
 from pipelines.documents import ooxml
@@ -15,7 +17,7 @@ from pipelines.documents.render import prepare_template, render_docx
 from pipelines.documents.validation import validate_docx
 from tests.test_documents_fields import _with_body
 
-PUBLIC = Path("/work/shared/corpus/public")
+PUBLIC = CORPUS_PUBLIC
 EXPECTED = json.loads((PUBLIC / "expected.json").read_text())["items"]
 
 

@@ -8,6 +8,8 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+from tests.corpus import PUBLIC
+
 import pytest
 from openpyxl import Workbook
 
@@ -17,7 +19,7 @@ from pipelines.documents.tabular import (
     FilenameAllocator, ReportWriter, check_columns, defang, iter_rows, sanitize_stem, validate_row,
 )
 
-CSV_DIR = Path("/work/shared/corpus/public/csv")
+CSV_DIR = PUBLIC / "csv"
 
 
 def test_bom_and_crlf_header_reads_clean():

@@ -6,13 +6,15 @@ import io
 import zipfile
 from pathlib import Path
 
+from tests.corpus import PUBLIC
+
 import pytest
 
 from pipelines.documents.errors import MacroEnabled, NotDocx, TemplateInvalid, UnsafeZipEntry, ZipBomb
 from pipelines.documents.validation import validate_docx
 from pipelines.errors import InvalidInput
 
-CORPUS = Path("/work/shared/corpus/public/docx")
+CORPUS = PUBLIC / "docx"
 GOOD = CORPUS / "order_tpl.docx"
 
 

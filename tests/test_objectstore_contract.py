@@ -22,14 +22,13 @@ from moto.server import ThreadedMotoServer
 
 from pipelines.errors import ObjectMissing, PayloadTooLarge, StorageKeyError
 from resources.objectstore import (
-    MIN_S3_PART_BYTES,
     LocalObjectStore,
     ObjectStore,
-    S3ObjectStore,
     build_object_store,
     content_disposition,
     validate_key,
 )
+from resources.objectstore_s3 import MIN_S3_PART_BYTES, S3ObjectStore
 from resources.settings import Settings
 
 MiB = 1024 * 1024

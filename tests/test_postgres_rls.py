@@ -71,7 +71,7 @@ def _seed_tenant(worker: Engine) -> SeededTenant:
         s.add(Membership(workspace_id=ws_id, user_id=user_id, role="owner"))
         s.flush()
         s.add(ApiToken(workspace_id=ws_id, user_id=user_id, name="t", prefix=prefix, secret_hash="h" * 64, scopes=["jobs:read"]))
-        job = jobs.submit_job(s, workspace_id=ws_id, kind="selftest", payload={"n": 1}).job  # job + job_event
+        job = jobs.submit_job(s, workspace_id=ws_id, kind="rls-probe", payload={"n": 1}).job  # job + job_event
         parent, child = uuid.uuid4(), uuid.uuid4()
         for artifact_id in (parent, child):
             s.add(

@@ -1,0 +1,83 @@
+# Kiln: `make run` starts everything on the embedded defaults, `make test` runs the suite.
+# Both work on a fresh clone: they create .venv and install the project first.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kiln-installed
+PIP_LOG := $(VENV)/pip-install.log
+PYTEST_ARGS ?=
+# Debian packages the products need (later products add theirs, e.g. libreoffice-writer-nogui).
+SYSTEM_PACKAGES ?=
+
+.PHONY: help venv install system-deps migrate run test clean clean-state
+
+help:
+	@echo "make run          start Dagster (127.0.0.1:3000) and the API (127.0.0.1:8000) on embedded defaults"
+	@echo "make test         run the test suite (PostgreSQL half when KILN_TEST_POSTGRES_URL is set or provisionable)"
+	@echo "make install      create .venv and install the project (only when pyproject.toml changed)"
+	@echo "make migrate      apply database migrations to KILN_DATABASE_URL (default: .kiln/kiln.db)"
+	@echo "make system-deps  install missing Debian packages: $(or $(SYSTEM_PACKAGES),none needed yet)"
+	@echo "make clean        remove .venv, caches and build output (keeps .kiln state)"
+	@echo "make clean-state  remove .kiln (local database, objects, Dagster home, dev token)"
+
+venv: install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the dependency list changed; pip's output goes to a log shown on failure.
+$(STAMP): pyproject.toml | $(PY)
+	@echo "installing kiln into $(VENV) (log: $(PIP_LOG))"
+	@if ! { $(PY) -m pip install -q -e '.[test]'; } >$(PIP_LOG) 2>&1; then \
+		grep -v "is ignored" $(PIP_LOG) | tail -40; echo "pip install failed (full log: $(PIP_LOG))" >&2; exit 1; fi
+	@touch $@
+
+install: $(STAMP)
+
+system-deps:
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -ne 0 ]; then echo "missing system packages:$$missing (run: sudo apt-get install$$missing)" >&2; exit 1; fi; \
+		echo "installing system packages:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+			|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+	fi
+
+migrate: install
+	$(VENV)/bin/kiln admin migrate
+
+run: install system-deps migrate
+	$(VENV)/bin/kiln run
+
+# Without KILN_TEST_POSTGRES_URL: provision the local cluster when we can (root + pg_ctlcluster),
+# otherwise run the SQLite half and say loudly that the PostgreSQL half did not run.
+test: install system-deps
+	@pg_note=""; \
+	if [ -z "$${KILN_TEST_POSTGRES_URL:-}" ]; then \
+		if [ "$$(id -u)" -eq 0 ] && command -v pg_ctlcluster >/dev/null 2>&1; then \
+			if setup_out="$$(.ci/postgres-setup.sh)"; then eval "$$setup_out"; \
+			else pg_note="provisioning PostgreSQL failed (see above)"; fi; \
+		else pg_note="no PostgreSQL here (set KILN_TEST_POSTGRES_URL or run .ci/run as root)"; fi; \
+	fi; \
+	rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ -z "$${KILN_TEST_POSTGRES_URL:-}" ]; then \
+		echo; echo "################################################################"; \
+		echo "#  PostgreSQL tests were NOT run: $$pg_note"; \
+		echo "#  Only the SQLite half of the suite ran."; \
+		echo "################################################################"; \
+	fi; \
+	exit $$rc
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './.kiln/*' -exec rm -rf {} +
+
+clean-state:
+	rm -rf .kiln

@@ -1,0 +1,195 @@
+"""The S3 backend of the object store (any S3-compatible endpoint: AWS, MinIO, R2, moto).
+
+Streams uploads as multipart parts while hashing, reads ranges, and signs SigV4 presigned
+downloads that carry ``Content-Disposition: attachment``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+from pipelines.errors import ObjectMissing
+from resources.objectstore import (
+    CHUNK_SIZE,
+    MAX_PRESIGN_SECONDS,
+    ObjectStore,
+    PutResult,
+    _check_range,
+    _DigestingCounter,
+    content_disposition,
+    validate_key,
+)
+
+MIN_S3_PART_BYTES = 5 * 1024 * 1024  # S3 refuses smaller multipart parts (except the last)
+DEFAULT_S3_PART_BYTES = 8 * 1024 * 1024
+
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects in an S3 bucket through dagster-aws' ``S3Resource``; presigned downloads."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region_name: str | None = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = Field(default=None, repr=False)  # None: the standard AWS chain
+    # Objects of at least one part go up as multipart; S3 refuses parts under 5 MiB.
+    multipart_part_bytes: int = Field(default=DEFAULT_S3_PART_BYTES, ge=MIN_S3_PART_BYTES)
+
+    _client: Any = PrivateAttr(default=None)
+    _presign_client: Any = PrivateAttr(default=None)
+
+    def _s3_resource(self) -> S3Resource:
+        return S3Resource(
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+        )
+
+    def _s3(self) -> Any:
+        if self._client is None:  # boto3 clients are thread-safe; a racing duplicate is harmless
+            self._client = self._s3_resource().get_client()
+        return self._client
+
+    def _presigner(self) -> Any:
+        # S3Resource's client presigns SigV2-style in us-east-1; presigned links must be SigV4.
+        if self._presign_client is None:
+            self._presign_client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                config=Config(signature_version="s3v4"),
+            )
+        return self._presign_client
+
+    def _object_key(self, key: str) -> str:
+        validate_key(key)
+        prefix = self.prefix.strip("/")
+        if not prefix:
+            return key
+        validate_key(prefix)
+        return f"{prefix}/{key}"
+
+    def put_stream(
+        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
+    ) -> PutResult:
+        object_key, part_bytes, client = self._object_key(key), self.multipart_part_bytes, self._s3()
+        extra = {"ContentType": content_type} if content_type else {}
+        digest = _DigestingCounter(max_bytes)
+        buffer = bytearray()  # at most one part plus one incoming chunk
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+
+        def send_part(body: bytes) -> None:
+            response = client.upload_part(
+                Bucket=self.bucket, Key=object_key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body
+            )
+            parts.append({"ETag": response["ETag"], "PartNumber": len(parts) + 1})
+
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                digest.add(chunk)
+                buffer += chunk
+                while len(buffer) >= part_bytes:
+                    if upload_id is None:
+                        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=object_key, **extra)[
+                            "UploadId"
+                        ]
+                    body = bytes(buffer[:part_bytes])
+                    del buffer[:part_bytes]
+                    send_part(body)
+            if upload_id is None:
+                client.put_object(Bucket=self.bucket, Key=object_key, Body=bytes(buffer), **extra)
+            else:
+                if buffer:
+                    send_part(bytes(buffer))
+                    buffer.clear()
+                client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=object_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            if upload_id is not None:  # otherwise the parts linger (and are billed) until a lifecycle rule
+                with contextlib.suppress(Exception):
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
+            raise
+        return digest.result(key)
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        _check_range(start, end)
+        object_key = self._object_key(key)
+        extra = {}
+        if start or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            response = self._s3().get_object(Bucket=self.bucket, Key=object_key, **extra)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in _MISSING_CODES:
+                raise ObjectMissing(f"no object at {key!r}") from None
+            if code == "InvalidRange":  # start at or past the end: nothing to send, as locally
+                return iter(())
+            raise
+        return _iter_body(response["Body"], chunk_size)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._s3().head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                return None
+            raise
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise ObjectMissing(f"no object at {key!r}")
+        return int(head["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def delete(self, key: str) -> None:
+        self._s3().delete_object(Bucket=self.bucket, Key=self._object_key(key))  # S3 delete is idempotent
+
+    def presigned_url(self, key: str, *, expires_in: int, filename: str, content_type: str) -> str | None:
+        if not 0 < expires_in <= MAX_PRESIGN_SECONDS:
+            raise ValueError(f"expires_in must be within 1..{MAX_PRESIGN_SECONDS} seconds")
+        return self._presigner().generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._object_key(key),
+                "ResponseContentDisposition": content_disposition(filename),
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
+
+
+def _iter_body(body: Any, chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
