@@ -13,6 +13,8 @@ PIP_LOG := $(VENV)/pip-install.log
 PYTEST_ARGS ?=
 # Debian packages the products need (later products add theirs, e.g. libreoffice-writer-nogui).
 SYSTEM_PACKAGES ?=
+# `make test KILN_PG_AUTOSETUP=0` never starts or provisions the local PostgreSQL cluster.
+KILN_PG_AUTOSETUP ?= 1
 
 .PHONY: help venv install system-deps migrate run test clean clean-state
 
@@ -61,10 +63,10 @@ run: install system-deps migrate
 test: install system-deps
 	@pg_note=""; \
 	if [ -z "$${KILN_TEST_POSTGRES_URL:-}" ]; then \
-		if [ "$$(id -u)" -eq 0 ] && command -v pg_ctlcluster >/dev/null 2>&1; then \
+		if [ "$(KILN_PG_AUTOSETUP)" = 1 ] && [ "$$(id -u)" -eq 0 ] && command -v pg_ctlcluster >/dev/null 2>&1; then \
 			if setup_out="$$(.ci/postgres-setup.sh)"; then eval "$$setup_out"; \
 			else pg_note="provisioning PostgreSQL failed (see above)"; fi; \
-		else pg_note="no PostgreSQL here (set KILN_TEST_POSTGRES_URL or run .ci/run as root)"; fi; \
+		else pg_note="not provisioned (auto-setup needs root, pg_ctlcluster and KILN_PG_AUTOSETUP=1); set KILN_TEST_POSTGRES_URL or run .ci/run"; fi; \
 	fi; \
 	rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ -z "$${KILN_TEST_POSTGRES_URL:-}" ]; then \

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
-from api.problems import Problem, install_problem_handlers
+from api.problems import Problem, install_problem_handlers, problem_responses
 from api.routes import artifacts, health, jobs, tokens, workspaces
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
@@ -32,6 +32,8 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         version="1.0.0",
         description="Submit work, follow jobs and download artifacts. Authenticate with "
         "`Authorization: Bearer kiln_<prefix>_<secret>`; errors are application/problem+json.",
+        # Any route may answer a malformed body (400) or invalid parameters (422).
+        responses=problem_responses(400, 422),
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)

@@ -29,6 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_IN_TEXT = re.compile(r"kiln_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
+# A signed download link is a credential too (api/signing.py): keep its signature out of logs.
+_SIGNED_LINK_IN_TEXT = re.compile(r"([0-9a-f]{32}\.[0-9a-f]{32}\.[0-9]{1,12}\.)[A-Za-z0-9_-]{43}")
 _BEARER_IN_TEXT = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _SECRET_KEYS = re.compile(r"(?i)(token|secret|password|passwd|authorization|api[_-]?key|cookie|credential)")
 REDACTED = "[REDACTED]"
@@ -38,7 +40,8 @@ REDACTED = "[REDACTED]"
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _BEARER_IN_TEXT.sub(r"\1 " + REDACTED, _TOKEN_IN_TEXT.sub(REDACTED, value))
+        value = _SIGNED_LINK_IN_TEXT.sub(r"\1" + REDACTED, _TOKEN_IN_TEXT.sub(REDACTED, value))
+        return _BEARER_IN_TEXT.sub(r"\1 " + REDACTED, value)
     if depth > 4:
         return value
     if isinstance(value, Mapping):

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 
+from api.job_kinds import SelftestPayload, register_job_kind
 from api.observability import bind_context, configure_logging, redact_secrets
 from tests.test_api_support import api  # noqa: F401 - fixture
 
@@ -69,19 +71,22 @@ def test_redaction_processor_directly():
 
 
 def test_metrics_count_requests_by_route_template_and_jobs_from_the_db(api):
+    # A kind of its own: on PostgreSQL the database is shared by the whole session.
+    kind = f"probe_{uuid.uuid4().hex[:8]}"
+    register_job_kind(kind, SelftestPayload)
     t = api.tenant()
     for _ in range(2):
-        job_id = api.client.post("/v1/jobs", headers=t.headers, json={"kind": "selftest", "payload": {"message": "m"}}).json()["id"]
+        job_id = api.client.post("/v1/jobs", headers=t.headers, json={"kind": kind, "payload": {"message": "m"}}).json()["id"]
     api.client.post(f"/v1/jobs/{job_id}/cancel", headers=t.headers)
     api.client.get(f"/v1/jobs/{job_id}", headers=t.headers)
     text = api.client.get("/metrics").text
     assert 'kiln_http_requests_total{method="GET",route="/v1/jobs/{id}",status="200"} 1.0' in text
     assert 'kiln_http_requests_total{method="POST",route="/v1/jobs",status="202"} 2.0' in text
     assert 'kiln_http_request_duration_seconds_count{method="POST",route="/v1/jobs"} 2.0' in text
-    assert 'kiln_jobs{kind="selftest",status="queued"} 1.0' in text
-    assert 'kiln_jobs{kind="selftest",status="canceled"} 1.0' in text
-    assert 'kiln_job_transitions_total{kind="selftest",status="queued"} 2.0' in text
-    assert 'kiln_job_transitions_total{kind="selftest",status="canceled"} 1.0' in text
+    assert f'kiln_jobs{{kind="{kind}",status="queued"}} 1.0' in text
+    assert f'kiln_jobs{{kind="{kind}",status="canceled"}} 1.0' in text
+    assert f'kiln_job_transitions_total{{kind="{kind}",status="queued"}} 2.0' in text
+    assert f'kiln_job_transitions_total{{kind="{kind}",status="canceled"}} 1.0' in text
     assert job_id not in text
 
 

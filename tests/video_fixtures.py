@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-CORPUS = Path("/work/shared/corpus/public")
+from tests.corpus import PUBLIC as CORPUS  # ../shared/corpus/public beside the checkout, or KILN_CORPUS_DIR
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def corpus_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def expected(corpus_dir: Path) -> dict[str, Any]:
-    return json.loads((corpus_dir / "expected.json").read_text())["items"]
+    return json.loads((corpus_dir / "expected.json").read_text())["items"]  # same data as tests.corpus.expected()
 
 
 def make_scene_video(path: Path, colours: list[tuple[int, int, int]], seconds_each: float = 2.0, fps: int = 10) -> Path:
