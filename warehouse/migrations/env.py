@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from warehouse.db import make_engine
-from warehouse.models import Base
+from warehouse.all_models import Base
 
 config = context.config
 target_metadata = Base.metadata
