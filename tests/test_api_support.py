@@ -87,7 +87,7 @@ class ApiEnv:
 def api_urls(request: pytest.FixtureRequest, db_url: str) -> str:
     if db_url.startswith("sqlite"):
         return db_url
-    return request.getfixturevalue("postgres_database").app_url
+    return request.getfixturevalue("fresh_postgres_database").app_url
 
 
 @pytest.fixture

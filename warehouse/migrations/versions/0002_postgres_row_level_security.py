@@ -28,7 +28,8 @@ another workspace) as a member: ``app_user`` rows are visible to the API only th
 membership of the current workspace.
 
 Any later migration that adds a table must grant it and enable RLS like this one does
-(``tests/test_postgres_rls.py`` checks that every table has RLS forced).
+(``warehouse.rls.enable_tenant_rls`` does it; ``tests/test_postgres_rls.py`` checks that every
+table has RLS forced).
 """
 
 from __future__ import annotations
