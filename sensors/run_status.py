@@ -40,7 +40,7 @@ class RunError:
 
 WORKER_LOST = RunError(
     code="worker_lost",
-    message="The run stopped before its work finished (worker lost or crashed); it will be retried.",
+    message="The run stopped before its work finished (worker lost or crashed); Kiln retries it while attempts remain.",
     retryable=True,
 )
 
@@ -73,7 +73,7 @@ def classify_step_failures(step_failure_events: list[dg.DagsterEvent]) -> RunErr
         # The exception text may hold internals; users see a stable message, operators the Dagster logs.
         return RunError(
             code="internal_error",
-            message=f"An internal error ({unexpected}) interrupted the job; it will be retried.",
+            message=f"An internal error ({unexpected}) interrupted the job; Kiln retries it while attempts remain.",
             retryable=True,
         )
     return WORKER_LOST
