@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine, select
 
+from api.cli_video import video as video_cli
 from api.security import ROLE_RANK, create_api_token, normalize_scopes
 from resources.settings import Settings
 from warehouse.db import make_engine, system_session, utcnow
@@ -25,6 +26,7 @@ from warehouse.models import AppUser, AuditLog, Membership, Workspace
 app = typer.Typer(help="Kiln: uploads in, finished artifacts out.", no_args_is_help=True)
 admin = typer.Typer(help="Operator commands (database, workspaces, tokens).", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+app.add_typer(video_cli, name="video")  # kiln video add | notes
 
 DatabaseUrl = Annotated[
     str | None,

@@ -135,6 +135,17 @@ def _wait_until_up(urls: list[str], processes: list[subprocess.Popen], stop_requ
     return not pending
 
 
+def _submit_sample_video(settings: Settings, api_url: str, token: str) -> str | None:
+    """First start only: upload the bundled sample video so the UI and the API show finished notes."""
+    from api.cli_video import submit_sample_once
+
+    try:
+        return submit_sample_once(settings.home, api_url, token)
+    except Exception as exc:  # noqa: BLE001 - a sample must never keep the platform from starting
+        print(f"kiln run: the sample video was not submitted: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
 def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 3000) -> int:
     settings = Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -166,6 +177,7 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
             if not stop["requested"]:
                 print("kiln run: a process failed to start; stopping", file=sys.stderr, flush=True)
             return 0 if stop["requested"] else 1
+        sample_video_id = _submit_sample_video(settings, api_url, creds["token"])
         lines = [
             "",
             "Kiln is running.",
@@ -173,6 +185,8 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
         ]
         if with_dagster:
             lines.append(f"  Dagster UI:   http://127.0.0.1:{dagster_port}")
+        if sample_video_id:
+            lines.append(f"  Sample video: {api_url}/v1/videos/{sample_video_id}/notes  (kiln video notes {sample_video_id})")
         lines += [
             f"  Workspace:    {creds['workspace']}  owner {creds['email']}",
             f"  API token:    {creds['token']}",

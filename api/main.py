@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
 from api.problems import Problem, install_problem_handlers, problem_responses
-from api.routes import artifacts, health, jobs, tokens, workspaces
+from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
+from api.routes import videos
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
 from warehouse.db import make_engine
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
 
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    for module in (health, workspaces, tokens, jobs, artifacts):
+    for module in (health, workspaces, tokens, jobs, artifacts, videos, templates, bulk_runs):
         app.include_router(module.router)
 
     # The Problem schema is referenced by every error response in the OpenAPI document.

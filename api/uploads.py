@@ -142,7 +142,10 @@ class _MultipartFeed:
         self._headers, self._part_kind, self._field_buffer = {}, None, bytearray()
 
     def _header_end(self) -> None:
-        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("utf-8", "replace")
+        # Kept byte-for-byte (latin-1 maps each byte to one character): parse_options_header encodes
+        # the value back to latin-1, and browsers send names and filenames as raw UTF-8 bytes, which
+        # are decoded as UTF-8 only once parsed.
+        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("latin-1")
         self._header_field, self._header_value = b"", b""
 
     def _headers_finished(self) -> None:

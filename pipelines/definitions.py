@@ -7,13 +7,17 @@ production backends through ``KILN_*`` settings).
 
 import dagster as dg
 
+from pipelines.documents_defs import defs as documents_defs
 from pipelines.maintenance_defs import defs as maintenance_defs
 from pipelines.selftest_defs import defs as selftest_defs
+from pipelines.video_notes_defs import defs as video_notes_defs
 from resources.dagster_resources import default_resources
 from sensors.run_status import defs as run_status_defs
 
 defs = dg.Definitions.merge(
     selftest_defs,
+    video_notes_defs,
+    documents_defs,
     maintenance_defs,
     run_status_defs,
     dg.Definitions(resources=default_resources()),

@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=4, ge=0, le=10)
 
+    # Document generation
+    documents_max_template_bytes: int = Field(default=20 * 1024**2, gt=0)
+    documents_max_rows: int = Field(default=100_000, ge=1)
+    documents_rows_per_commit: int = Field(default=50, ge=1, le=1000)  # bulk row outcomes per transaction
+    documents_pdf_batch_size: int = Field(default=25, ge=1, le=500)  # documents per warm soffice call
+    documents_conversion_retries: int = Field(default=2, ge=0, le=10)  # per row, for transient failures
+    # Hosts a bulk run's source_url may be fetched from (comma-separated, e.g. "docs.google.com,
+    # doc-0s-sheets.googleusercontent.com"); empty: workers never fetch.
+    fetch_allowed_hosts: str = ""
+    fetch_max_bytes: int = Field(default=100 * 1024**2, gt=0)
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = True
     # Engine for /metrics job counts; on PostgreSQL a kiln_system role sees every tenant (default: the API's URL).
@@ -106,6 +118,10 @@ class Settings(BaseSettings):
     @property
     def resolved_warehouse_path(self) -> Path:
         return self.warehouse_path or self.home / "warehouse.duckdb"
+
+    @property
+    def fetch_allowed_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.fetch_allowed_hosts.split(",") if h.strip())
 
     def retention_days(self, artifact_kind: str) -> int | None:
         return getattr(self, f"retention_days_{artifact_kind}", None)

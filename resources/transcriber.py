@@ -208,10 +208,11 @@ class Transcriber(dg.ConfigurableResource):
         position = 0.0
         guard = min(30.0, self.window_seconds / 4)
         while position < total_s - 0.05:
-            audio = _read_window(wav_path, position, self.window_seconds)
             is_last = position + self.window_seconds >= total_s - 0.05
+            # Passed without keeping a name for it here: faster-whisper's VAD copy replaces it once the features
+            # exist, and ~38 MB (10 minutes of float32) is not held through the whole decode.
             pieces, info = model.transcribe(
-                audio,
+                _read_window(wav_path, position, self.window_seconds),
                 language=language,
                 beam_size=cfg["beam_size"],
                 vad_filter=cfg["vad"],
@@ -300,7 +301,10 @@ def _read_window(wav_path: str | os.PathLike[str], start_s: float, length_s: flo
     with wave.open(str(Path(wav_path).resolve()), "rb") as wav:
         wav.setpos(min(wav.getnframes(), int(start_s * SAMPLE_RATE)))
         raw = wav.readframes(int(length_s * SAMPLE_RATE))
-    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    audio = np.frombuffer(raw, dtype="<i2").astype(np.float32)
+    del raw
+    audio *= 1.0 / 32768.0  # in place: no second float32 copy of the window
+    return audio
 
 
 __all__ = [

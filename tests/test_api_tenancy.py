@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from tests.test_api_support import api  # noqa: F401 - fixture
+from tests.test_video_product_api import make_foreign_video
 from warehouse.db import system_session
 from warehouse.models import ApiToken, Job, Membership
 
@@ -27,6 +28,7 @@ NOT_TENANT_IDS = {
 BODIES = {
     ("PATCH", "/v1/workspace/members/{user_id}"): {"role": "viewer"},
     ("POST", "/v1/artifacts/{id}/download-link"): {"expires_in_seconds": 60},
+    ("POST", "/v1/templates/{id}/render"): {"values": {"name": "x", "email": "y"}, "format": "docx"},
 }
 
 
@@ -36,12 +38,27 @@ def _foreign_objects(api, victim):
     second_member = api.member(victim, "editor")
     with system_session(api.system) as s:
         token_id = s.scalar(select(ApiToken.id).where(ApiToken.user_id == second_member.user_id))
+    documents = _foreign_documents(api, victim)
     return {
+        **documents,
         "jobs": str(job_id),
         "artifacts": str(artifact_id),
         "tokens": str(token_id),
         "members": str(second_member.user_id),
+        "videos": str(make_foreign_video(api, victim)),
     }
+
+
+def _foreign_documents(api, victim) -> dict[str, str]:
+    """A template (with version 1) and a bulk run of the victim's, made through the API."""
+    from tests.documents_product_support import name_email_template
+
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    template = api.client.post("/v1/templates", headers=victim.headers,
+                               files={"file": ("t.docx", name_email_template(), docx)}).json()
+    run = api.client.post(f"/v1/templates/{template['id']}/bulk-runs", headers=victim.headers,
+                          files={"file": ("r.csv", b"name,email\nAnn,a@b.c\n", "text/csv")}).json()
+    return {"templates": template["id"], "versions": "1", "bulk-runs": run["id"]}
 
 
 def all_api_routes(app) -> list[APIRoute]:

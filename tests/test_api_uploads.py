@@ -134,3 +134,20 @@ def test_a_large_upload_never_sits_in_memory(api):
 )
 def test_sniff(head, expected):
     assert sniff(head) == expected
+
+
+def test_non_latin1_field_names_and_filenames_are_read_as_utf8(upload_client):
+    """Browsers send part names and filenames as raw UTF-8 bytes; that must never be a server error."""
+    api = upload_client
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="Āň"\r\n\r\nvalue\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="résumé-𰭌.txt"\r\n\r\nhello\r\n'
+        f"--{boundary}--\r\n"
+    ).encode("utf-8")
+    response = api.client.post(
+        "/test-only/upload", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["filename"] == "résumé-𰭌.txt"
+    assert response.json()["fields"] == {"Āň": "value"}

@@ -260,3 +260,11 @@ def test_llm_gives_up_after_retries_and_is_optional(monkeypatch):
         with pytest.raises(LLMUnavailable) as info:
             chat.complete([{"role": "user", "content": "hi"}])
         assert info.value.retryable and emulator.statuses == [429, 429]
+
+
+def test_scene_detection_decodes_a_bounded_sample_of_keyframes(tmp_path):
+    # Keyframes every second, cuts at 2 s and 4 s. Capped at 2 keyframes on 6 s, only those at 0 s and 3 s are
+    # decoded: the cut at 2 s is reported at the first sampled keyframe after it, the one at 4 s is not seen.
+    video = make_scene_video(tmp_path / "scenes.mp4", [(200, 20, 20), (20, 20, 200), (20, 200, 20)])
+    assert detect_scene_changes(video, max_keyframes=3) == [2.0, 4.0]  # spacing 2 s still lands on both cuts
+    assert detect_scene_changes(video, max_keyframes=2) == [3.0]

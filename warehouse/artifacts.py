@@ -39,15 +39,18 @@ def store_artifact(
     run_id: str | None = None,
     ttl: timedelta | None = None,
     max_bytes: int | None = None,
+    artifact_id: uuid.UUID | None = None,
 ) -> Artifact:
     """Stream ``chunks`` to the object store and record the artifact row (flushed, not committed).
 
     ``name`` is a server-chosen object name such as ``transcript.json``; ``filename`` is the
-    user-facing name (sanitized) used only in Content-Disposition.
+    user-facing name (sanitized) used only in Content-Disposition. ``artifact_id`` (default: a
+    random one) lets a caller that may redo work after a crash derive the id, and so the key,
+    deterministically: the redo overwrites the same object instead of orphaning a second one.
     """
     if kind not in ARTIFACT_KINDS:
         raise ValueError(f"unknown artifact kind {kind!r}")
-    artifact_id = uuid.uuid4()
+    artifact_id = artifact_id or uuid.uuid4()
     key = artifact_key(workspace_id, kind, subject_id, artifact_id, name)
     put = store.put_stream(key, chunks, max_bytes=max_bytes, content_type=content_type)
     artifact = Artifact(

@@ -61,6 +61,10 @@ def submit_job(
     kind = get_job_kind(body.kind)
     if kind is None:
         raise ApiProblem(422, "unknown_job_kind", f"Unknown job kind {body.kind!r}; known: {', '.join(job_kinds())}.")
+    if not kind.submit_via_jobs_api:
+        raise ApiProblem(422, "use_product_route",
+                         f"Jobs of kind {kind.name!r} are submitted through {kind.product_route}, not POST /v1/jobs.",
+                         route=kind.product_route)
     try:
         payload = kind.payload_model.model_validate(body.payload).model_dump(mode="json")
     except ValidationError as exc:

@@ -1,6 +1,6 @@
 """Decode the audio track to 16 kHz mono with PyAV, streaming, so memory stays flat whatever the length.
 
-The output is a 16-bit PCM WAV (32 KB per second of audio: 19 MB for 10 minutes), written frame by frame.
+The output is a 16-bit PCM WAV (32 KB per second of audio: 19 MB for 10 minutes), written in ~30 s blocks.
 The transcriber reads it back in windows (:func:`read_audio_windows`), so a two-hour video never sits in memory
 as one float array. 16-bit quantisation is far below what Whisper can hear (its own decoder resamples to s16).
 """
@@ -23,6 +23,7 @@ from pipelines.video_notes.probe import media_path, open_media
 
 SAMPLE_RATE = 16_000
 _SAMPLE_WIDTH = 2  # bytes, s16
+_BLOCK_SAMPLES = 30 * SAMPLE_RATE  # written to the WAV in blocks of ~30 s (960 KB): memory stays flat
 # Below this level (dBFS RMS) the track is treated as silence: there is nothing to transcribe.
 SILENCE_DBFS = -60.0
 
@@ -77,24 +78,39 @@ def extract_audio(
         total_s = _stream_seconds(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         samples = 0
-        sum_squares = 0.0
+        sum_squares = 0
         skipped = 0
         last_reported = -1.0
+        pending: list[np.ndarray] = []  # resampled frames not yet written: at most _BLOCK_SAMPLES (~1 MB)
+        pending_samples = 0
         tmp_path = out_path.with_name(out_path.name + ".part")
         with wave.open(str(tmp_path), "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(_SAMPLE_WIDTH)
             wav.setframerate(SAMPLE_RATE)
 
-            def write(frames: list[av.AudioFrame]) -> None:
-                nonlocal samples, sum_squares
+            def flush() -> None:
+                # One write (and one exact int64 sum of squares) per ~30 s block: wave.writeframes per frame
+                # rewrote the header each call (two seeks and writes per 1024 samples).
+                nonlocal samples, sum_squares, pending_samples
+                if not pending:
+                    return
+                block = np.concatenate(pending).astype("<i2", copy=False)
+                pending.clear()
+                pending_samples = 0
+                wav.writeframesraw(block.tobytes())
+                samples += block.size
+                wide = block.astype(np.int64)  # exact: at most 2^30 per sample, summed in int64
+                sum_squares += int(wide @ wide)
+
+            def add(frames: list[av.AudioFrame]) -> None:
+                nonlocal pending_samples
                 for out in frames:
-                    pcm = out.to_ndarray().reshape(-1)
-                    if pcm.size == 0:
-                        continue
-                    wav.writeframes(pcm.astype("<i2", copy=False).tobytes())
-                    samples += pcm.size
-                    sum_squares += float(np.square(pcm.astype(np.float64) / 32768.0).sum())
+                    if out.samples:  # the plane itself (packed mono s16): to_ndarray() costs a vstack a frame
+                        pending.append(np.frombuffer(out.planes[0], dtype=np.int16, count=out.samples))
+                        pending_samples += out.samples
+                if pending_samples >= _BLOCK_SAMPLES:
+                    flush()
 
             for packet in container.demux(stream):
                 try:
@@ -104,18 +120,20 @@ def extract_audio(
                     continue
                 for frame in frames:
                     frame.pts = None  # let the resampler follow sample counts, not broken timestamps
-                    write(resampler.resample(frame))
-                if on_progress and total_s and samples / SAMPLE_RATE - last_reported >= 1.0:
-                    last_reported = samples / SAMPLE_RATE
+                    add(resampler.resample(frame))
+                done_s = (samples + pending_samples) / SAMPLE_RATE
+                if on_progress and total_s and done_s - last_reported >= 1.0:
+                    last_reported = done_s
                     on_progress(min(1.0, last_reported / total_s))
-            write(resampler.resample(None))
+            add(resampler.resample(None))
+            flush()  # wave's close() then writes the final sizes into the header once
     if samples == 0:
         tmp_path.unlink(missing_ok=True)
         raise InvalidMedia("The audio stream cannot be decoded")
     os.replace(tmp_path, out_path)
     if on_progress:
         on_progress(1.0)
-    rms = math.sqrt(sum_squares / samples)
+    rms = math.sqrt(sum_squares / samples) / 32768.0
     rms_dbfs = 20 * math.log10(rms) if rms > 0 else float("-inf")
     return AudioTrack(
         path=str(out_path), has_audio=True, samples=samples, rms_dbfs=rms_dbfs, skipped_packets=skipped

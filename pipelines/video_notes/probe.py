@@ -9,7 +9,8 @@ Decisions (documented in docs/video-notes.md):
   notes made from a third of a video would be silently wrong.
 - Only audio and video streams count; a file with neither -> :class:`InvalidMedia`.
 
-Demuxing every packet reads the whole file but decodes nothing (about 25 ms for a 3 MB, 42 s video), so the
+Demuxing (only the last seconds when the container can seek there and they reach the declared end; every
+packet otherwise) decodes nothing (about 25 ms for a 3 MB, 42 s video), so the
 check stays cheap next to transcription even for large uploads.
 """
 
@@ -28,6 +29,8 @@ from pipelines.video_notes.errors import InvalidMedia
 # A file whose packets end before this share of the declared duration (minus a second of slack) is truncated.
 _TRUNCATION_RATIO = 0.9
 _TRUNCATION_SLACK_S = 1.0
+# Files longer than twice this are first checked from their last seconds only (see _scan_tail).
+_TAIL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,32 @@ def _scan_packet_ends(container: av.container.InputContainer) -> dict[int, float
     return ends
 
 
+def _scan_tail(container: av.container.InputContainer, media_indexes: list[int],
+               declared: float | None) -> dict[int, float] | None:
+    """Packet ends from the last ``_TAIL_S`` seconds only, when the container can seek there and every media
+    stream has packets in that tail that reach the declared duration; None otherwise (then the whole file is
+    scanned, as for truncated files, missing durations or a stream that ends early).
+
+    A 10-minute MP4 holds ~45,000 packets; demuxing all of them in Python cost ~0.27 s, the tail ~10 ms.
+    """
+    if not declared or declared <= 2 * _TAIL_S:
+        return None
+    try:
+        container.seek(int((declared - _TAIL_S) * 1_000_000), backward=True)
+    except av.error.FFmpegError:
+        return None
+    try:
+        ends = _scan_packet_ends(container)
+    except InvalidMedia:  # nothing readable in the tail: let the full scan decide
+        ends = {}
+    complete = all(i in ends for i in media_indexes) and max(ends.values(), default=0.0) >= (
+        declared * _TRUNCATION_RATIO - _TRUNCATION_SLACK_S)
+    if not complete:
+        container.seek(0)
+        return None
+    return ends
+
+
 def _decodes_a_frame(path: str, stream_type: str) -> bool:
     with av.open(path, mode="r") as container:
         stream = next((s for s in container.streams if s.type == stream_type), None)
@@ -168,8 +197,8 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         media_indexes = [s.index for s in container.streams if s.type in ("audio", "video")]
         if not media_indexes:
             raise InvalidMedia("The file holds no audio or video stream")
-        packet_ends = _scan_packet_ends(container)
         declared = container.duration / 1_000_000 if container.duration else None
+        packet_ends = _scan_tail(container, media_indexes, declared) or _scan_packet_ends(container)
         stream_durations = {
             s.index: float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base
         }

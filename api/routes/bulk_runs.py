@@ -1,0 +1,335 @@
+"""Bulk runs: submit a spreadsheet against a template, follow counts, list failed rows, resume, retry.
+
+Submitting checks the spreadsheet's columns against the template's required fields before any
+work starts (422 ``missing_columns`` naming them). A ``source_url`` (a Google Sheet's published
+CSV export) is never fetched here: only its host is checked against ``KILN_FETCH_ALLOWED_HOSTS``;
+the worker fetches it and checks the columns then.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from api.deps import DbSession, JobsReader, SettingsDep, StoreDep, authorize
+from api.pagination import decode_cursor, decode_time_id_cursor, encode_cursor, time_id_cursor
+from api.problems import ApiProblem, not_found, problem_responses
+from api.routes.artifacts import download_link
+from api.routes.templates import load_template, load_version
+from api.schemas import UtcDatetime
+from api.uploads import StreamedUpload, stream_upload_to_store
+from assets.documents_bulk import KIND
+from assets.documents_source import check_fetch_allowed
+from pipelines.documents.errors import MissingColumns
+from pipelines.documents.tabular import check_columns, iter_rows, pattern_fields
+from resources.objectstore import artifact_key
+from resources.settings import Settings
+from warehouse import jobs as job_machine
+from warehouse.db import utcnow
+from warehouse.documents import BulkRow, BulkRun, TemplateField, TemplateVersion
+from warehouse.models import Artifact, Job
+
+router = APIRouter(prefix="/v1", tags=["bulk runs"], responses=problem_responses(401, 403, 422))
+
+SMALL_FORM_BYTES = 64 * 1024  # a form without a file (source_url) is parsed in memory
+DEFAULT_PATTERN = "row-{row}"
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                              pattern=r"^[\x21-\x7e]+$")]
+
+
+class BulkRunOut(BaseModel):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    template_id: uuid.UUID
+    template_version: int
+    status: str
+    job_status: str
+    format: Literal["docx", "pdf", "both"]
+    filename_pattern: str
+    source_url: str | None = None
+    total_rows: int | None
+    succeeded_rows: int
+    failed_rows: int
+    progress: int
+    error_code: str | None = None
+    error_message: str | None = None
+    zip_url: str | None = None
+    report_url: str | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class BulkRunPage(BaseModel):
+    items: list[BulkRunOut]
+    next_cursor: str | None = None
+
+
+class BulkRowOut(BaseModel):
+    row: int
+    status: Literal["succeeded", "failed"]
+    error_code: str | None
+    error_message: str | None
+    docx_filename: str | None
+    pdf_filename: str | None
+    docx_sha256: str | None
+    pdf_sha256: str | None
+    attempts: int
+    docx_url: str | None = None
+    pdf_url: str | None = None
+
+
+class BulkRowPage(BaseModel):
+    items: list[BulkRowOut]
+    next_cursor: str | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+def load_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> BulkRun:
+    run = session.scalar(select(BulkRun).where(BulkRun.workspace_id == workspace_id, BulkRun.id == run_id))
+    if run is None:
+        raise not_found("bulk run")
+    return run
+
+
+def _link(session: Session, settings: Settings, workspace_id: uuid.UUID, artifact_id: uuid.UUID | None) -> str | None:
+    if artifact_id is None:
+        return None
+    artifact = session.scalar(select(Artifact).where(Artifact.workspace_id == workspace_id, Artifact.id == artifact_id))
+    if artifact is None or artifact.status != "available":
+        return None
+    return download_link(settings, artifact).url
+
+
+def run_out(session: Session, settings: Settings, run: BulkRun) -> BulkRunOut:
+    job = session.scalar(select(Job).where(Job.workspace_id == run.workspace_id, Job.id == run.job_id))
+    version = session.scalar(select(TemplateVersion).where(TemplateVersion.id == run.template_version_id))
+    # While the job is not done, its state (queued, retrying, failed, canceled) is the run's news.
+    status = run.status if job.status in ("succeeded", "running") and run.status != "queued" else job.status
+    if job.status == "running" and run.status == "queued":
+        status = "running"
+    processed = run.succeeded_rows + run.failed_rows
+    progress = 100 if job.status == "succeeded" else (
+        min(99, int(100 * processed / run.total_rows)) if run.total_rows else job.progress)
+    return BulkRunOut(
+        id=run.id, job_id=run.job_id, template_id=version.template_id, template_version=version.version,
+        status=status, job_status=job.status, format=run.output_format, filename_pattern=run.filename_pattern,
+        source_url=run.source_url, total_rows=run.total_rows, succeeded_rows=run.succeeded_rows,
+        failed_rows=run.failed_rows, progress=progress, error_code=job.error_code, error_message=job.error_message,
+        zip_url=_link(session, settings, run.workspace_id, run.zip_artifact_id),
+        report_url=_link(session, settings, run.workspace_id, run.report_artifact_id),
+        created_at=run.created_at, updated_at=run.updated_at)
+
+
+async def _receive_rows(request: Request, store, settings: Settings, workspace_id, run_id, artifact_id):
+    """(upload or None, form fields). Small bodies are parsed whole (they may carry only a
+    source_url); anything larger streams to the object store."""
+    key = artifact_key(workspace_id, "input", run_id, artifact_id, "rows")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= SMALL_FORM_BYTES:
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        file = form.get("file")
+        if file is None or isinstance(file, str):
+            return None, fields
+        # Starlette's UploadFile; the helper takes FastAPI's (a subclass) for parsed forms.
+        parsed = UploadFile(file=file.file, filename=file.filename, headers=file.headers)
+        return await stream_upload_to_store(parsed, store, key, max_bytes=settings.max_upload_bytes), fields
+    upload = await stream_upload_to_store(request, store, key, max_bytes=settings.max_upload_bytes)
+    return upload, upload.fields
+
+
+def _check_spreadsheet(store, upload: StreamedUpload, required: list[str], pattern: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="kiln-rows-") as tmp:
+        path = Path(tmp, "rows")
+        store.download_to(upload.key, str(path))
+        columns, rows = iter_rows(path)
+        if hasattr(rows, "close"):
+            rows.close()
+    check_columns(columns, required)
+    unknown = [f for f in pattern_fields(pattern) if f != "row" and f not in columns]
+    if unknown:
+        raise ApiProblem(422, "invalid_filename_pattern",
+                         f"filename_pattern names columns the spreadsheet lacks: {', '.join(unknown)}.",
+                         missing=unknown)
+
+
+def _submit_job(session, principal, settings, run_id, payload, fingerprint, idempotency_key, request):
+    return job_machine.submit_job(
+        session, workspace_id=principal.workspace_id, kind=KIND, payload=payload, fingerprint_payload=fingerprint,
+        idempotency_key=idempotency_key, max_attempts=settings.job_max_attempts, subject_id=run_id,
+        partition_key=str(run_id), created_by=principal.user_id,
+        request_id=getattr(request.state, "request_id", None))
+
+
+# --------------------------------------------------------------------------- routes
+
+@router.post("/templates/{id}/bulk-runs", status_code=202, response_model=BulkRunOut,
+             responses={200: {"model": BulkRunOut, "description": "The run an earlier request with this key made"},
+                        **problem_responses(404, 409, 413, 415)})
+async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
+                          settings: SettingsDep, store: StoreDep,
+                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """multipart: ``file`` (CSV or XLSX) or ``source_url``; ``format`` docx|pdf|both; ``filename_pattern``."""
+    template = await anyio.to_thread.run_sync(load_template, session, principal.workspace_id, id)
+    authorize(principal, "editor", "jobs:write")
+    version = await anyio.to_thread.run_sync(load_version, session, template, None)
+    if version.status != "valid":
+        raise ApiProblem(422, "template_invalid", "The template's latest version has broken tags; upload a fixed "
+                         "version first.", errors=version.errors)
+    run_id, artifact_id = uuid.uuid4(), uuid.uuid4()
+    upload, fields = await _receive_rows(request, store, settings, principal.workspace_id, run_id, artifact_id)
+    try:
+        return await anyio.to_thread.run_sync(
+            _create, session, principal, settings, store, request, version, run_id, artifact_id, upload, fields,
+            idempotency_key)
+    except BaseException:
+        if upload is not None:
+            store.delete(upload.key)
+        raise
+
+
+def _create(session, principal, settings, store, request, version, run_id, artifact_id, upload, fields,
+            idempotency_key) -> JSONResponse:
+    fmt = fields.get("format", "docx")
+    if fmt not in ("docx", "pdf", "both"):
+        raise ApiProblem(422, "invalid_format", "format must be docx, pdf or both.")
+    pattern = (fields.get("filename_pattern") or DEFAULT_PATTERN).strip()[:255]
+    source_url = (fields.get("source_url") or "").strip() or None
+    fields_rows = session.scalars(select(TemplateField).where(TemplateField.template_version_id == version.id)).all()
+    required = [f.name for f in fields_rows if f.required]
+    if upload is None and source_url is None:
+        raise ApiProblem(422, "missing_file", "Send the spreadsheet in the 'file' field, or a 'source_url'.")
+    if upload is not None and source_url is not None:
+        raise ApiProblem(422, "ambiguous_input", "Send either a file or a source_url, not both.")
+    if upload is not None:
+        try:
+            _check_spreadsheet(store, upload, required, pattern)
+        except MissingColumns as exc:
+            raise ApiProblem(422, "missing_columns", exc.message, missing=exc.extra.get("missing", [])) from None
+    else:
+        check_fetch_allowed(source_url, settings)
+    fingerprint = {"template_version_id": str(version.id), "format": fmt, "filename_pattern": pattern,
+                   "input_sha256": upload.sha256 if upload else None, "source_url": source_url}
+    result = _submit_job(session, principal, settings, run_id, {"bulk_run_id": str(run_id), "mode": "run"},
+                         fingerprint, idempotency_key, request)
+    if not result.created:  # the same Idempotency-Key and request: answer the first run
+        if upload is not None:
+            store.delete(upload.key)
+        existing = load_run(session, principal.workspace_id, result.job.subject_id)
+        return JSONResponse(run_out(session, settings, existing).model_dump(mode="json"), status_code=200)
+    if upload is not None:
+        session.add(Artifact(
+            id=artifact_id, workspace_id=principal.workspace_id, kind="input", storage_key=upload.key,
+            sha256=upload.sha256, size_bytes=upload.size_bytes, content_type="text/csv" if upload.content_type
+            .startswith("text/") else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            filename=(upload.filename or "rows")[:255], job_id=result.job.id,
+            expires_at=_expiry(settings, "input")))
+        session.flush()
+    run = BulkRun(id=run_id, workspace_id=principal.workspace_id, template_version_id=version.id,
+                  job_id=result.job.id, input_artifact_id=artifact_id if upload else None, source_url=source_url,
+                  output_format=fmt, filename_pattern=pattern, status="queued", created_by=principal.user_id)
+    session.add(run)
+    session.flush()
+    return JSONResponse(run_out(session, settings, run).model_dump(mode="json"), status_code=202)
+
+
+def _expiry(settings: Settings, kind: str):
+    days = settings.retention_days(kind)
+    return utcnow() + timedelta(days=days) if days and days > 0 else None
+
+
+@router.get("/bulk-runs", response_model=BulkRunPage)
+def list_bulk_runs(principal: JobsReader, session: DbSession, settings: SettingsDep,
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                   cursor: Annotated[str | None, Query(max_length=512)] = None) -> BulkRunPage:
+    query = select(BulkRun).where(BulkRun.workspace_id == principal.workspace_id)
+    if cursor:
+        at, last_id = decode_time_id_cursor(cursor)
+        query = query.where(or_(BulkRun.created_at < at, and_(BulkRun.created_at == at, BulkRun.id < last_id)))
+    rows = list(session.scalars(query.order_by(BulkRun.created_at.desc(), BulkRun.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return BulkRunPage(items=[run_out(session, settings, r) for r in page],
+                       next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+
+
+@router.get("/bulk-runs/{id}", response_model=BulkRunOut, responses=problem_responses(404))
+def get_bulk_run(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep) -> BulkRunOut:
+    return run_out(session, settings, load_run(session, principal.workspace_id, id))
+
+
+@router.get("/bulk-runs/{id}/rows", response_model=BulkRowPage, responses=problem_responses(404))
+def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep,
+              status: Literal["succeeded", "failed"] | None = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100,
+              cursor: Annotated[str | None, Query(max_length=512)] = None) -> BulkRowPage:
+    run = load_run(session, principal.workspace_id, id)
+    query = select(BulkRow).where(BulkRow.workspace_id == principal.workspace_id, BulkRow.bulk_run_id == run.id)
+    if status:
+        query = query.where(BulkRow.status == status)
+    if cursor:
+        after = decode_cursor(cursor, "row")["row"]
+        if not isinstance(after, int):
+            raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
+        query = query.where(BulkRow.row_index > after)
+    rows = list(session.scalars(query.order_by(BulkRow.row_index).limit(limit + 1)))
+    page = rows[:limit]
+    ids = {a for r in page for a in (r.docx_artifact_id, r.pdf_artifact_id) if a}
+    artifacts = {a.id: a for a in session.scalars(select(Artifact).where(
+        Artifact.workspace_id == principal.workspace_id, Artifact.id.in_(ids), Artifact.status == "available"))} if ids else {}
+
+    def url(artifact_id):
+        artifact = artifacts.get(artifact_id)
+        return download_link(settings, artifact).url if artifact else None
+
+    items = [BulkRowOut(row=r.row_index, status=r.status, error_code=r.error_code, error_message=r.error_message,
+                        docx_filename=r.docx_filename, pdf_filename=r.pdf_filename, docx_sha256=r.docx_sha256,
+                        pdf_sha256=r.pdf_sha256, attempts=r.attempts, docx_url=url(r.docx_artifact_id),
+                        pdf_url=url(r.pdf_artifact_id)) for r in page]
+    return BulkRowPage(items=items, next_cursor=encode_cursor(row=page[-1].row_index) if len(rows) > limit else None)
+
+
+def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Session, settings: Settings,
+             idempotency_key: str | None) -> JSONResponse:
+    run = load_run(session, principal.workspace_id, id)
+    authorize(principal, "editor", "jobs:write")
+    job = session.scalar(select(Job).where(Job.workspace_id == run.workspace_id, Job.id == run.job_id))
+    if job.status in job_machine.ACTIVE_STATUSES:
+        raise ApiProblem(409, "bulk_run_active", f"The bulk run's job is {job.status}; wait for it to finish.")
+    if mode == "retry_failed" and run.failed_rows == 0:
+        raise ApiProblem(409, "nothing_to_retry", "The bulk run has no failed rows.")
+    payload = {"bulk_run_id": str(run.id), "mode": mode}
+    result = _submit_job(session, principal, settings, run.id, payload, {**payload, "after_job": str(job.id)},
+                         idempotency_key, request)
+    if result.created:
+        run.job_id, run.status, run.updated_at = result.job.id, "queued", utcnow()
+        session.flush()
+    return JSONResponse(run_out(session, settings, run).model_dump(mode="json"),
+                        status_code=202 if result.created else 200)
+
+
+@router.post("/bulk-runs/{id}/resume", status_code=202, response_model=BulkRunOut,
+             responses=problem_responses(404, 409))
+def resume_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
+                    settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Process the rows that have no outcome yet (after a crash or a cancel); succeeded rows are kept."""
+    return _restart("resume", id, request, principal, session, settings, idempotency_key)
+
+
+@router.post("/bulk-runs/{id}/retry-failed", status_code=202, response_model=BulkRunOut,
+             responses=problem_responses(404, 409))
+def retry_failed_rows(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
+                      settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Process only the failed rows again; the ZIP and report are rewritten to include them."""
+    return _restart("retry_failed", id, request, principal, session, settings, idempotency_key)

@@ -1,0 +1,313 @@
+"""Templates: upload (validated, analysed, content-addressed versions), read, and single fills.
+
+Field analysis runs in the request: it reads a few XML parts of an already-validated .docx
+(milliseconds), so the client sees the fields, or the located errors, in the upload's answer.
+A template with broken tags is stored as ``invalid`` with its errors; only an unsafe or
+non-.docx upload is refused (typed 4xx from ``validate_docx``), and then nothing is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize
+from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.problems import ApiProblem, not_found, problem_responses
+from api.schemas import UtcDatetime
+from api.uploads import stream_upload_to_store
+from pipelines.documents.errors import MissingFields, TemplateInvalid
+from pipelines.documents.fields import analyze_template
+from pipelines.documents.render import PreparedTemplate, prepare_template, render_docx
+from pipelines.documents.validation import validate_docx
+from resources.converter import DocumentConverter
+from resources.objectstore import ObjectStore, artifact_key, content_disposition
+from resources.settings import Settings
+from warehouse.db import utcnow
+from warehouse.documents import Template, TemplateField, TemplateVersion
+from warehouse.models import Artifact
+
+router = APIRouter(prefix="/v1/templates", tags=["templates"], responses=problem_responses(401, 403, 422))
+
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+class FieldOut(BaseModel):
+    name: str
+    kind: str
+    required: bool
+    locations: list[str]
+    children: list[str] = []
+
+
+class TemplateVersionOut(BaseModel):
+    id: uuid.UUID
+    template_id: uuid.UUID
+    version: int
+    content_sha256: str
+    size_bytes: int
+    filename: str
+    syntax: str
+    status: Literal["valid", "invalid"]
+    errors: list[dict[str, Any]]
+    fields: list[FieldOut]
+    created_at: UtcDatetime
+
+
+class TemplateOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    status: Literal["valid", "invalid"] | None
+    latest_version: TemplateVersionOut | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class TemplatePage(BaseModel):
+    items: list[TemplateOut]
+    next_cursor: str | None = None
+
+
+class RenderRequest(BaseModel):
+    values: dict[str, Any] = Field(default_factory=dict)
+    format: Literal["docx", "pdf"] = "docx"
+    version: int | None = Field(default=None, ge=1, description="Default: the latest version")
+
+
+# --------------------------------------------------------------------------- helpers
+
+def load_template(session: Session, workspace_id: uuid.UUID, template_id: uuid.UUID) -> Template:
+    template = session.scalar(select(Template).where(Template.workspace_id == workspace_id, Template.id == template_id))
+    if template is None:
+        raise not_found("template")
+    return template
+
+
+def load_version(session: Session, template: Template, version: int | None = None) -> TemplateVersion:
+    number = version or template.latest_version
+    found = session.scalar(select(TemplateVersion).where(
+        TemplateVersion.workspace_id == template.workspace_id, TemplateVersion.template_id == template.id,
+        TemplateVersion.version == number))
+    if found is None:
+        raise not_found("template version")
+    return found
+
+
+def version_out(session: Session, version: TemplateVersion) -> TemplateVersionOut:
+    fields = session.scalars(select(TemplateField).where(
+        TemplateField.workspace_id == version.workspace_id, TemplateField.template_version_id == version.id
+    ).order_by(TemplateField.position)).all()
+    return TemplateVersionOut(
+        id=version.id, template_id=version.template_id, version=version.version,
+        content_sha256=version.content_sha256, size_bytes=version.size_bytes, filename=version.filename,
+        syntax=version.syntax, status=version.status, errors=version.errors,
+        fields=[FieldOut(name=f.name, kind=f.kind, required=f.required, locations=f.locations, children=f.children)
+                for f in fields],
+        created_at=version.created_at)
+
+
+def template_out(session: Session, template: Template) -> TemplateOut:
+    latest = load_version(session, template) if template.latest_version else None
+    latest_out = version_out(session, latest) if latest else None
+    return TemplateOut(id=template.id, name=template.name, status=latest_out.status if latest_out else None,
+                       latest_version=latest_out, created_at=template.created_at, updated_at=template.updated_at)
+
+
+async def _receive_docx(request: Request, store: ObjectStore, settings: Settings, workspace_id: uuid.UUID,
+                        template_id: uuid.UUID):
+    """Stream the upload into the store, then validate it; refused uploads leave nothing behind."""
+    artifact_id = uuid.uuid4()
+    key = artifact_key(workspace_id, "input", template_id, artifact_id, "template.docx")
+    upload = await stream_upload_to_store(request, store, key, max_bytes=settings.documents_max_template_bytes)
+    data = await anyio.to_thread.run_sync(store.get_bytes, key)
+    try:
+        await anyio.to_thread.run_sync(validate_docx, data)
+    except TemplateInvalid:
+        store.delete(key)
+        raise
+    return artifact_id, upload, data
+
+
+def _add_version(session: Session, store: ObjectStore, settings: Settings, template: Template, artifact_id,
+                 upload, data: bytes, user_id: uuid.UUID) -> tuple[TemplateVersion, bool]:
+    """The version for these bytes: the existing one (same SHA-256) or a new, analysed one."""
+    existing = session.scalar(select(TemplateVersion).where(
+        TemplateVersion.workspace_id == template.workspace_id, TemplateVersion.template_id == template.id,
+        TemplateVersion.content_sha256 == upload.sha256))
+    if existing is not None:
+        store.delete(upload.key)
+        return existing, False
+    analysis = analyze_template(io.BytesIO(data))
+    filename = PurePath((upload.filename or "template.docx").replace("\\", "/")).name[:255] or "template.docx"
+    session.add(Artifact(
+        id=artifact_id, workspace_id=template.workspace_id, kind="input", storage_key=upload.key,
+        sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=DOCX_TYPE, filename=filename,
+        expires_at=None))  # a template's bytes live as long as the template: no retention TTL
+    session.flush()  # no ORM relationships: flush parents before the rows that reference them
+    template.latest_version = (template.latest_version or 0) + 1
+    version = TemplateVersion(
+        workspace_id=template.workspace_id, template_id=template.id, version=template.latest_version,
+        content_sha256=upload.sha256, artifact_id=artifact_id, size_bytes=upload.size_bytes, filename=filename,
+        syntax=analysis.syntax, status=analysis.status, errors=[e.__dict__ for e in analysis.errors],
+        created_by=user_id, created_at=utcnow())
+    session.add(version)
+    session.flush()
+    for position, f in enumerate(analysis.fields):
+        session.add(TemplateField(
+            workspace_id=template.workspace_id, template_version_id=version.id, position=position, name=f.name[:255],
+            kind=f.kind, required=f.required, locations=f.locations, children=f.children))
+    template.updated_at = utcnow()
+    session.flush()
+    return version, True
+
+
+# --------------------------------------------------------------------------- routes
+
+@router.post("", status_code=201, response_model=TemplateOut, responses=problem_responses(413, 415))
+async def create_template(request: Request, principal: JobsWriter, session: DbSession, settings: SettingsDep,
+                          store: StoreDep) -> JSONResponse:
+    """Upload a .docx as a new template (form field ``file``; optional ``name``)."""
+    template_id = uuid.uuid4()
+    artifact_id, upload, data = await _receive_docx(request, store, settings, principal.workspace_id, template_id)
+    name = (upload.fields.get("name") or PurePath(upload.filename or "template").stem or "template")[:255]
+
+    def _create() -> TemplateOut:
+        template = Template(id=template_id, workspace_id=principal.workspace_id, name=name, latest_version=0,
+                            created_by=principal.user_id)
+        session.add(template)
+        session.flush()
+        _add_version(session, store, settings, template, artifact_id, upload, data, principal.user_id)
+        return template_out(session, template)
+
+    out = await anyio.to_thread.run_sync(_create)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201)
+
+
+@router.post("/{id}/versions", status_code=201, response_model=TemplateVersionOut,
+             responses={200: {"model": TemplateVersionOut, "description": "These bytes are already a version"},
+                        **problem_responses(404, 413, 415)})
+async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
+                      settings: SettingsDep, store: StoreDep) -> JSONResponse:
+    """Upload a new version; the same bytes as an existing version answer that version (200)."""
+    template = await anyio.to_thread.run_sync(load_template, session, principal.workspace_id, id)
+    authorize(principal, "editor", "jobs:write")
+    artifact_id, upload, data = await _receive_docx(request, store, settings, principal.workspace_id, template.id)
+
+    def _add() -> tuple[TemplateVersionOut, bool]:
+        version, created = _add_version(session, store, settings, template, artifact_id, upload, data,
+                                        principal.user_id)
+        return version_out(session, version), created
+
+    out, created = await anyio.to_thread.run_sync(_add)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get("", response_model=TemplatePage)
+def list_templates(principal: JobsReader, session: DbSession,
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                   cursor: Annotated[str | None, Query(max_length=512)] = None) -> TemplatePage:
+    query = select(Template).where(Template.workspace_id == principal.workspace_id)
+    if cursor:
+        at, last_id = decode_time_id_cursor(cursor)
+        query = query.where(or_(Template.created_at < at, and_(Template.created_at == at, Template.id < last_id)))
+    rows = list(session.scalars(query.order_by(Template.created_at.desc(), Template.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return TemplatePage(items=[template_out(session, t) for t in page],
+                        next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+
+
+@router.get("/{id}", response_model=TemplateOut, responses=problem_responses(404))
+def get_template(id: uuid.UUID, principal: JobsReader, session: DbSession) -> TemplateOut:
+    return template_out(session, load_template(session, principal.workspace_id, id))
+
+
+@router.get("/{id}/versions/{n}", response_model=TemplateVersionOut, responses=problem_responses(404))
+def get_version(id: uuid.UUID, n: int, principal: JobsReader, session: DbSession) -> TemplateVersionOut:
+    template = load_template(session, principal.workspace_id, id)
+    return version_out(session, load_version(session, template, n) if n >= 1 else _missing_version())
+
+
+def _missing_version():
+    raise not_found("template version")
+
+
+# --------------------------------------------------------------------------- single fill
+
+_PREPARED: dict[str, PreparedTemplate] = {}
+_PREPARED_LOCK = threading.Lock()
+_PREPARED_MAX = 64
+
+
+def prepared_template(store: ObjectStore, storage_key: str) -> PreparedTemplate:
+    """Templates are immutable, so one analysed + translated copy per version serves every fill."""
+    with _PREPARED_LOCK:
+        cached = _PREPARED.get(storage_key)
+    if cached is not None:
+        return cached
+    prepared = prepare_template(store.get_bytes(storage_key))
+    with _PREPARED_LOCK:
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[storage_key] = prepared
+    return prepared
+
+
+_CONVERTER: DocumentConverter | None = None
+_CONVERTER_LOCK = threading.Lock()
+
+
+def api_converter() -> DocumentConverter:
+    """One converter per API process: one LibreOffice profile, one conversion at a time (its lock)."""
+    global _CONVERTER
+    with _CONVERTER_LOCK:
+        if _CONVERTER is None:
+            _CONVERTER = DocumentConverter()
+        return _CONVERTER
+
+
+@router.post("/{id}/render", response_class=Response, responses={
+    200: {"content": {DOCX_TYPE: {}, "application/pdf": {}}, "description": "The filled document"},
+    **problem_responses(404, 503)})
+def render(id: uuid.UUID, body: RenderRequest, principal: JobsReader, session: DbSession, store: StoreDep) -> Response:
+    """Fill the template once with ``values``; answers the DOCX (or PDF) itself."""
+    template = load_template(session, principal.workspace_id, id)
+    authorize(principal, "editor", "jobs:write")
+    version = load_version(session, template, body.version)
+    if version.status != "valid":
+        raise ApiProblem(422, "template_invalid", "This template version has broken tags; upload a fixed version.",
+                         errors=version.errors)
+    key = session.scalar(select(Artifact.storage_key).where(
+        Artifact.workspace_id == principal.workspace_id, Artifact.id == version.artifact_id))
+    prepared = prepared_template(store, key)
+    try:
+        docx = render_docx(prepared, body.values)
+    except MissingFields as exc:
+        raise ApiProblem(422, "missing_fields", exc.message, missing=exc.extra.get("missing", [])) from None
+    stem = PurePath(version.filename).stem or "document"
+    if body.format == "docx":
+        return Response(docx, media_type=DOCX_TYPE, headers={
+            "Content-Disposition": content_disposition(f"{stem}.docx"), "X-Content-Type-Options": "nosniff"})
+    return _pdf_response(docx, stem)
+
+
+def _pdf_response(docx: bytes, stem: str) -> Response:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="kiln-render-") as tmp:
+        source = Path(tmp, "document.docx")
+        source.write_bytes(docx)
+        pdf = api_converter().convert_one(source).read_bytes()
+    return Response(pdf, media_type="application/pdf", headers={
+        "Content-Disposition": content_disposition(f"{stem}.pdf"), "X-Content-Type-Options": "nosniff"})
+

@@ -1,0 +1,216 @@
+"""Document generation benchmark: ``.venv/bin/python -m benchmarks.documents [--rows 2000] [--pdf-docs 12]``.
+
+In ONE run, on this machine:
+
+1. Bulk DOCX throughput: Kiln's bulk engine (``assets.documents_bulk.run_bulk``: row checks, render,
+   per-row artifacts in the object store, ``bulk_row`` outcomes committed in batches, the streamed
+   ZIP and the report) versus a bare docxtpl loop (load template, render, save to memory) over the
+   same template and rows. Target: Kiln rows/s / bare rows/s >= 0.8.
+2. PDF: one ``soffice --convert-to pdf`` process per document (naive) versus Kiln's converter
+   (``DocumentConverter.convert_batch``: warm batches, own profile), per document. Target >= 7.
+3. Peak RSS of a whole bulk run at 10,000 rows / at 1,000 rows, each in a fresh subprocess.
+   Target <= 1.2.
+
+The engine runs without Dagster here (the asset is a thin wrapper around the same call); Dagster's
+fixed run start-up (seconds) is not part of a per-row cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _template_bytes() -> bytes:
+    from tests.documents_product_support import docx_with_paragraphs
+
+    return docx_with_paragraphs([
+        ["Dear {{ first_name }} {{ last_name }},"],
+        ["Thank you for your order {{ order_id }} of {{ amount }} EUR, shipped to {{ city }}."],
+        ["Your account manager, {{ manager }}, will contact you at {{ email }}."],
+    ], base="order_tpl.docx")
+
+
+COLUMNS = ["first_name", "last_name", "order_id", "amount", "city", "manager", "email"]
+
+
+def _rows(n: int) -> list[dict[str, str]]:
+    return [{"first_name": f"Ann{i % 97}", "last_name": f"Smith{i}", "order_id": f"A-{i:06d}",
+             "amount": f"{(i * 37) % 1000}.{i % 100:02d}", "city": "Lyon", "manager": "Bob", "email": f"u{i}@ex.test"}
+            for i in range(n)]
+
+
+def _csv(rows: list[dict[str, str]]) -> bytes:
+    import csv
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def _world(root: Path, rows: list[dict[str, str]], fmt: str = "docx"):
+    """A migrated SQLite database, a workspace, a template version and a queued bulk run."""
+    from pipelines.documents.fields import analyze_template
+    from resources.objectstore import LocalObjectStore
+    from warehouse import jobs
+    from warehouse.artifacts import store_artifact
+    from warehouse.db import make_engine, system_session, utcnow
+    from warehouse.documents import BulkRun, Template, TemplateField, TemplateVersion
+    from warehouse.migrate import upgrade
+    from warehouse.models import Workspace
+
+    url = f"sqlite:///{root / 'kiln.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    store = LocalObjectStore(root=str(root / "objects"))
+    ws, template_id, run_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    source = _template_bytes()
+    analysis = analyze_template(io.BytesIO(source))
+    with system_session(engine) as s:
+        s.add(Workspace(id=ws, name="bench", slug=f"bench-{ws.hex[:8]}"))
+        s.flush()
+        s.add(Template(id=template_id, workspace_id=ws, name="letter", latest_version=1))
+        s.flush()
+        tpl = store_artifact(s, store, workspace_id=ws, kind="input", subject_id=template_id, name="template.docx",
+                             chunks=[source])
+        version = TemplateVersion(workspace_id=ws, template_id=template_id, version=1, content_sha256=tpl.sha256,
+                                  artifact_id=tpl.id, size_bytes=len(source), filename="letter.docx",
+                                  syntax=analysis.syntax, status=analysis.status, errors=[], created_at=utcnow())
+        s.add(version)
+        s.flush()
+        for i, f in enumerate(analysis.fields):
+            s.add(TemplateField(workspace_id=ws, template_version_id=version.id, position=i, name=f.name, kind=f.kind,
+                                required=f.required, locations=f.locations, children=f.children))
+        job = jobs.submit_job(s, workspace_id=ws, kind="documents_bulk", payload={"bulk_run_id": str(run_id)},
+                              subject_id=run_id, partition_key=str(run_id)).job
+        rows_artifact = store_artifact(s, store, workspace_id=ws, kind="input", subject_id=run_id, name="rows.csv",
+                                       chunks=[_csv(rows)])
+        s.add(BulkRun(id=run_id, workspace_id=ws, template_version_id=version.id, job_id=job.id,
+                      input_artifact_id=rows_artifact.id, output_format=fmt, filename_pattern="{last_name}",
+                      status="queued"))
+    return engine, store, ws, job.id, run_id, source
+
+
+def _run_engine(root: Path, rows: list[dict[str, str]]):
+    from assets.documents_bulk import BulkEnv, run_bulk
+    from warehouse.db import tenant_session
+
+    engine, store, ws, job_id, run_id, source = _world(root, rows)
+    env = BulkEnv(sessions=lambda: tenant_session(engine, ws), store=store, workspace_id=ws, job_id=job_id)
+    started = time.perf_counter()
+    result = run_bulk(env, run_id)
+    elapsed = time.perf_counter() - started
+    assert result.succeeded_rows == len(rows), result
+    return elapsed, source
+
+
+def bench_docx(n: int) -> dict:
+    from docxtpl import DocxTemplate
+
+    rows = _rows(n)
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
+        kiln_s, source = _run_engine(Path(tmp), rows)
+    started = time.perf_counter()
+    for row in rows:
+        doc = DocxTemplate(io.BytesIO(source))
+        doc.render(row)
+        doc.save(io.BytesIO())
+    bare_s = time.perf_counter() - started
+    return {"rows": n, "kiln_rows_per_s": n / kiln_s, "bare_rows_per_s": n / bare_s,
+            "ratio": (n / kiln_s) / (n / bare_s)}
+
+
+def bench_pdf(n: int) -> dict:
+    from resources.converter import DocumentConverter
+
+    rows = _rows(n)
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-pdf-") as tmp:
+        from pipelines.documents.render import prepare_template, render_docx
+
+        template = prepare_template(_template_bytes())
+        naive_dir, kiln_dir = Path(tmp, "naive"), Path(tmp, "kiln")
+        naive_dir.mkdir()
+        kiln_dir.mkdir()
+        for i, row in enumerate(rows):
+            data = render_docx(template, row)
+            (naive_dir / f"d{i}.docx").write_bytes(data)
+            (kiln_dir / f"d{i}.docx").write_bytes(data)
+        started = time.perf_counter()
+        for i in range(n):  # what a script calling soffice per file does: a fresh process (and profile) each time
+            profile = Path(tmp, f"profile-{i}")
+            subprocess.run(["soffice", f"-env:UserInstallation={profile.as_uri()}", "--headless", "--convert-to", "pdf",
+                            "--outdir", str(naive_dir), str(naive_dir / f"d{i}.docx")],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        naive_s = (time.perf_counter() - started) / n
+        converter = DocumentConverter()
+        started = time.perf_counter()
+        results = converter.convert_batch(sorted(kiln_dir.glob("*.docx")))
+        kiln_s = (time.perf_counter() - started) / n
+        converter.close()
+        assert all(r.error is None and r.pdf.read_bytes().startswith(b"%PDF-") for r in results), results
+        assert len(results) == n
+    return {"documents": n, "naive_s_per_doc": naive_s, "kiln_s_per_doc": kiln_s, "ratio": naive_s / kiln_s}
+
+
+def _rss_child(n: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-rss-") as tmp:
+        _run_engine(Path(tmp), _rows(n))
+    print(json.dumps({"rows": n, "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def bench_rss(small: int, large: int) -> dict:
+    out = {}
+    for n in (small, large):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.documents", "--rss-child", str(n)], cwd=REPO,
+                              check=True, capture_output=True, text=True)
+        out[n] = json.loads(proc.stdout.strip().splitlines()[-1])["max_rss_kib"]
+    return {"rows_small": small, "rows_large": large, "rss_small_mib": out[small] / 1024,
+            "rss_large_mib": out[large] / 1024, "ratio": out[large] / out[small]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--pdf-docs", type=int, default=25)
+    parser.add_argument("--rss-small", type=int, default=1000)
+    parser.add_argument("--rss-large", type=int, default=10000)
+    parser.add_argument("--rss-child", type=int)
+    parser.add_argument("--skip", action="append", default=[], choices=["docx", "pdf", "rss"])
+    args = parser.parse_args()
+    if args.rss_child:
+        _rss_child(args.rss_child)
+        return
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"soffice: {shutil.which('soffice')}", flush=True)
+    if "docx" not in args.skip:
+        d = bench_docx(args.rows)
+        print(f"bulk DOCX ({d['rows']} rows): kiln {d['kiln_rows_per_s']:.1f} rows/s, bare docxtpl "
+              f"{d['bare_rows_per_s']:.1f} rows/s, ratio {d['ratio']:.2f} (target >= 0.8)", flush=True)
+    if "pdf" not in args.skip:
+        p = bench_pdf(args.pdf_docs)
+        print(f"PDF ({p['documents']} docs): naive soffice per file {p['naive_s_per_doc']:.2f} s/doc, kiln converter "
+              f"{p['kiln_s_per_doc']:.3f} s/doc, ratio {p['ratio']:.1f} (target >= 7)", flush=True)
+    if "rss" not in args.skip:
+        r = bench_rss(args.rss_small, args.rss_large)
+        print(f"peak RSS: {r['rows_small']} rows {r['rss_small_mib']:.0f} MiB, {r['rows_large']} rows "
+              f"{r['rss_large_mib']:.0f} MiB, ratio {r['ratio']:.2f} (target <= 1.2)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Definitions of the Document generation product (merged into pipelines/definitions.py)."""
+
+import dagster as dg
+
+from assets.documents import bulk_run_outputs
+from assets.documents_bulk import KIND
+from pipelines.maintenance.retention import register_partitions
+from resources.converter import DocumentConverter
+from sensors.documents import bulk_docx_job, bulk_pdf_job, bulk_runs_dispatch_sensor
+
+# Retention removes a bulk run's partition once its jobs are finished and its artifacts expired.
+register_partitions(KIND, "bulk_runs")
+
+defs = dg.Definitions(
+    assets=[bulk_run_outputs],
+    jobs=[bulk_docx_job, bulk_pdf_job],
+    sensors=[bulk_runs_dispatch_sensor],
+    # One converter per run worker: its own LibreOffice profile, warm across the run's batches.
+    resources={"document_converter": DocumentConverter()},
+)

@@ -1,0 +1,181 @@
+"""Tables of the Document generation product: templates, their immutable versions and fields,
+bulk runs and their rows.
+
+Every row carries ``workspace_id`` and children point at parents through ``(workspace_id, id)``
+composite foreign keys, so nothing can reference another tenant's rows. Constraints that carry
+the product's guarantees:
+
+- ``template_version``: unique ``(template_id, version)`` and ``(template_id, content_sha256)``:
+  versions are immutable and the same bytes uploaded twice are the same version;
+- ``template_field``: unique ``(template_version_id, name)``;
+- ``bulk_row``: unique ``(bulk_run_id, row_index)``: a row's outcome is recorded once, so a resumed
+  or repeated run can never produce a row twice; ``(bulk_run_id, status)`` serves "failed rows".
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from warehouse.models import Base, TimestampMixin, _in, new_id
+
+TEMPLATE_STATUSES = ("valid", "invalid")
+FIELD_KINDS = ("value", "loop", "condition", "image")
+OUTPUT_FORMATS = ("docx", "pdf", "both")
+BULK_RUN_STATUSES = ("queued", "running", "succeeded", "partially_succeeded", "failed")
+BULK_ROW_STATUSES = ("succeeded", "failed")
+
+DOCUMENT_TABLES = ("template", "template_version", "template_field", "bulk_run", "bulk_row")
+
+
+class Template(TimestampMixin, Base):
+    """A named Word template; its content lives in immutable versions."""
+
+    __tablename__ = "template"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "id"),
+        ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        Index("ix_template_workspace_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    latest_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_by: Mapped[uuid.UUID | None] = mapped_column()
+
+
+class TemplateVersion(Base):
+    """One uploaded .docx of a template, addressed by its SHA-256; never changed after insert."""
+
+    __tablename__ = "template_version"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "id"),
+        UniqueConstraint("template_id", "version"),
+        UniqueConstraint("template_id", "content_sha256"),
+        CheckConstraint(_in("status", TEMPLATE_STATUSES), name="status_valid"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("length(content_sha256) = 64", name="sha256_length"),
+        ForeignKeyConstraint(["workspace_id", "template_id"], ["template.workspace_id", "template.id"],
+                             ondelete="CASCADE"),
+        ForeignKeyConstraint(["workspace_id", "artifact_id"], ["artifact.workspace_id", "artifact.id"]),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    template_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    artifact_id: Mapped[uuid.UUID] = mapped_column(nullable=False)  # the uploaded .docx (kind "input")
+    size_bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    syntax: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
+    created_by: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class TemplateField(Base):
+    """A field detected in a template version."""
+
+    __tablename__ = "template_field"
+    __table_args__ = (
+        UniqueConstraint("template_version_id", "name"),
+        CheckConstraint(_in("kind", FIELD_KINDS), name="kind_valid"),
+        ForeignKeyConstraint(["workspace_id", "template_version_id"],
+                             ["template_version.workspace_id", "template_version.id"], ondelete="CASCADE"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    template_version_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    required: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    locations: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    children: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+
+
+class BulkRun(TimestampMixin, Base):
+    """Filling one template version for every row of a spreadsheet; driven by jobs of kind
+    ``documents_bulk`` (one per start, resume or retry), whose partition key is this row's id."""
+
+    __tablename__ = "bulk_run"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "id"),
+        CheckConstraint(_in("status", BULK_RUN_STATUSES), name="status_valid"),
+        CheckConstraint(_in("output_format", OUTPUT_FORMATS), name="format_valid"),
+        CheckConstraint("succeeded_rows >= 0 AND failed_rows >= 0", name="counts_non_negative"),
+        ForeignKeyConstraint(["workspace_id", "template_version_id"],
+                             ["template_version.workspace_id", "template_version.id"]),
+        ForeignKeyConstraint(["workspace_id", "job_id"], ["job.workspace_id", "job.id"]),
+        ForeignKeyConstraint(["workspace_id", "input_artifact_id"], ["artifact.workspace_id", "artifact.id"]),
+        ForeignKeyConstraint(["workspace_id", "zip_artifact_id"], ["artifact.workspace_id", "artifact.id"]),
+        ForeignKeyConstraint(["workspace_id", "report_artifact_id"], ["artifact.workspace_id", "artifact.id"]),
+        Index("ix_bulk_run_workspace_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    template_version_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    job_id: Mapped[uuid.UUID] = mapped_column(nullable=False)  # the latest job working on this run
+    input_artifact_id: Mapped[uuid.UUID | None] = mapped_column()  # None until a source_url is fetched
+    source_url: Mapped[str | None] = mapped_column(String(2048))
+    output_format: Mapped[str] = mapped_column(String(8), nullable=False)
+    filename_pattern: Mapped[str] = mapped_column(String(255), nullable=False)
+    status: Mapped[str] = mapped_column(String(24), nullable=False, default="queued")
+    total_rows: Mapped[int | None] = mapped_column(Integer)
+    succeeded_rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed_rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    zip_artifact_id: Mapped[uuid.UUID | None] = mapped_column()
+    report_artifact_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_by: Mapped[uuid.UUID | None] = mapped_column()
+
+
+class BulkRow(Base):
+    """The outcome of one spreadsheet row (1-based data row number), written once it is known."""
+
+    __tablename__ = "bulk_row"
+    __table_args__ = (
+        UniqueConstraint("bulk_run_id", "row_index"),
+        CheckConstraint(_in("status", BULK_ROW_STATUSES), name="status_valid"),
+        CheckConstraint("row_index >= 1", name="row_index_positive"),
+        ForeignKeyConstraint(["workspace_id", "bulk_run_id"], ["bulk_run.workspace_id", "bulk_run.id"],
+                             ondelete="CASCADE"),
+        ForeignKeyConstraint(["workspace_id", "docx_artifact_id"], ["artifact.workspace_id", "artifact.id"]),
+        ForeignKeyConstraint(["workspace_id", "pdf_artifact_id"], ["artifact.workspace_id", "artifact.id"]),
+        Index("ix_bulk_row_run_status", "bulk_run_id", "status", "row_index"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    bulk_run_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    row_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Names inside the ZIP (unique per run, case-insensitively) and the outputs' per-row artifacts.
+    docx_filename: Mapped[str | None] = mapped_column(String(255))
+    pdf_filename: Mapped[str | None] = mapped_column(String(255))
+    docx_artifact_id: Mapped[uuid.UUID | None] = mapped_column()
+    pdf_artifact_id: Mapped[uuid.UUID | None] = mapped_column()
+    docx_sha256: Mapped[str | None] = mapped_column(String(64))
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)
