@@ -89,7 +89,12 @@ def remove_stale_partitions_op(
     return removed
 
 
-@dg.job(description="Delete expired artifacts (objects first, rows marked deleted) and stale dynamic partitions.")
+# Both maintenance jobs run in process: their steps are short, and a subprocess per step would
+# cost more (Python start-up and imports) than the work itself.
+@dg.job(
+    description="Delete expired artifacts (objects first, rows marked deleted) and stale dynamic partitions.",
+    executor_def=dg.in_process_executor,
+)
 def retention_job():
     remove_stale_partitions_op(purge_expired_artifacts_op())
 
@@ -103,7 +108,10 @@ retention_schedule = dg.ScheduleDefinition(
 )
 
 lineage_warehouse_job = dg.define_asset_job(
-    "lineage_warehouse_job", selection=[lineage_warehouse], tags=LINEAGE_SINGLETON_TAGS
+    "lineage_warehouse_job",
+    selection=[lineage_warehouse],
+    tags=LINEAGE_SINGLETON_TAGS,
+    executor_def=dg.in_process_executor,
 )
 
 lineage_schedule = dg.ScheduleDefinition(
