@@ -10,7 +10,8 @@
    the dispatch sensor's tick, then it launches
 4. the run worker, a fresh subprocess that executes ``video_notes_job`` in process against the same database,
    object folder and Dagster instance folder (as Dagster's run launcher does; no API in it). Its RSS, with any
-   children, is sampled with psutil every 20 ms; its own ``ru_maxrss`` is the cross-check; the larger counts.
+   children, is sampled with psutil every 100 ms; its own ``ru_maxrss`` catches peaks between samples; the larger
+   counts.
    The model is loaded inside the transcript step, so the asset steps include it, as the bare side does.
    Back in 3: the run-status sensors and ``GET /v1/videos/{id}/notes`` -> upload-to-notes wall time (worker
    start-up included), the sum of the asset steps' durations (STEP_START -> STEP_SUCCESS events).
@@ -123,14 +124,23 @@ def _worker(args: argparse.Namespace) -> dict:
                              resources=_resources(home, args.beam, args.threads)).resolve_job_def("video_notes_job")
     instance = dg.DagsterInstance.local_temp(tempdir=args.dagster_home)
     started = time.perf_counter()
-    result = job_def.execute_in_process(partition_key=args.partition, tags=json.loads(args.tags), instance=instance)
+    if os.environ.get("KILN_BENCH_PROFILE"):  # a cProfile dump of the run, for finding where the time goes
+        import cProfile
+
+        with cProfile.Profile() as profile:
+            result = job_def.execute_in_process(partition_key=args.partition, tags=json.loads(args.tags),
+                                                instance=instance)
+        profile.dump_stats(os.environ["KILN_BENCH_PROFILE"])
+    else:
+        result = job_def.execute_in_process(partition_key=args.partition, tags=json.loads(args.tags),
+                                            instance=instance)
     return {"run_id": result.run_id, "success": result.success, "execute_s": time.perf_counter() - started,
             "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def _run_worker(path: str, home: Path, dagster_home: Path, partition: str, tags: dict, beam: int,
                 threads: int) -> dict:
-    """Start the run worker and sample its RSS (with any children) every 20 ms until it exits."""
+    """Start the run worker and sample its RSS (with any children) every 100 ms until it exits."""
     import psutil
 
     command = [sys.executable, __file__, "--child", "worker", "--input", path, "--beam", str(beam), "--threads",
@@ -139,16 +149,25 @@ def _run_worker(path: str, home: Path, dagster_home: Path, partition: str, tags:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched = psutil.Process(process.pid)
     peak = 0
+    members: list = [watched]
+    sampled = 0
     while process.poll() is None:
         try:
-            members = [watched, *watched.children(recursive=True)]
+            # Listing children walks /proc (milliseconds of CPU): every 2 s only, so the sampler does not
+            # take CPU from the 2 transcription threads it is measuring.
+            if sampled % 20 == 0:
+                members = [watched, *watched.children(recursive=True)]
+            sampled += 1
             peak = max(peak, sum(m.memory_info().rss for m in members))
             if os.environ.get("KILN_BENCH_RSS_TIMELINE"):
                 with open(os.environ["KILN_BENCH_RSS_TIMELINE"], "a") as fh:
                     fh.write(f"{time.time():.2f} {sum(m.memory_info().rss for m in members) / 2**20:.1f}\n")
         except psutil.NoSuchProcess:
-            break
-        time.sleep(0.02)
+            if not watched.is_running():
+                break
+            members = [watched]  # a child ended between the listing and the reading
+            continue
+        time.sleep(0.1)
     stdout, stderr = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"run worker failed ({process.returncode}):\n{stderr[-4000:]}")

@@ -128,7 +128,10 @@ def _bad_rows_csv() -> bytes:
             b'"=HYPERLINK(""http://evil"",""click"")",f@example.test,[]',
             "Caf\u00e9 UTF-8,c@example.test,[]".encode("utf-8"),
             "Caf\u00e9 Latin-1,l@example.test,[]".encode("latin-1"),
-            good(2)]
+            good(2),
+            b'-Smith,"+44 20 7946 0958",[]',  # leading - and + that are not formulas
+            b"\"'=1+1\",literal@example.test,[]",  # a formula escaped the spreadsheet way: literal text
+            b"@handle,h@example.test,[]"]
     return b"\r\n".join(rows) + b"\r\n"
 
 
@@ -144,21 +147,26 @@ def test_bad_rows_fail_alone_with_clear_errors(api, db_url):
     assert result.success, "bad rows never fail the run"
     done = api.client.get(f"/v1/bulk-runs/{run['id']}", headers=owner.headers).json()
     assert (done["status"], done["total_rows"], done["succeeded_rows"], done["failed_rows"]) == (
-        "partially_succeeded", 8, 4, 4)
+        "partially_succeeded", 11, 6, 5)
     failed = api.client.get(f"/v1/bulk-runs/{run['id']}/rows?status=failed&limit=2", headers=owner.headers).json()
     more = api.client.get(f"/v1/bulk-runs/{run['id']}/rows?status=failed&cursor={failed['next_cursor']}",
                           headers=owner.headers).json()
     codes = {r["row"]: r["error_code"] for r in failed["items"] + more["items"]}
-    assert codes == {2: "missing_values", 3: "wrong_type", 4: "cell_too_large", 7: "bad_encoding"}
+    assert codes == {2: "missing_values", 3: "wrong_type", 4: "cell_too_large", 5: "formula_injection",
+                     7: "bad_encoding"}
     assert all(r["error_message"] for r in failed["items"] + more["items"])
+    formula = next(r for r in failed["items"] + more["items"] if r["row"] == 5)
+    assert "'name'" in formula["error_message"] and "apostrophe" in formula["error_message"]
     report = _report(api, done)
-    formula = next(r for r in report if r["row"] == "5")
-    assert formula["status"] == "succeeded" and not formula["output_filename"].startswith(("=", "+", "-", "@"))
+    assert next(r for r in report if r["row"] == "5")["error_code"] == "formula_injection"
+    assert next(r for r in report if r["row"] == "9")["output_filename"] == "'-Smith.docx", "defanged in the report"
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in report for cell in r.values())
     names = _zip_names(api, done)
-    assert len(names) == 4 and "Café UTF-8.docx" in names
+    assert len(names) == 6 and {"Café UTF-8.docx", "-Smith.docx", "@handle.docx"} <= set(names)
     with zipfile.ZipFile(io.BytesIO(api.client.get(path_of(done["zip_url"])).content)) as z:
         assert "1;2;" in docx_text(z.read("Good 1.docx"))
+        assert "+44 20 7946 0958" in docx_text(z.read("-Smith.docx"))
+        assert "Dear =1+1 (" in docx_text(z.read("'=1+1.docx")), "the escaping apostrophe is dropped"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

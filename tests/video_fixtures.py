@@ -79,6 +79,8 @@ class ChatEmulator:
 
             def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 raw = json.dumps(body).encode()
+                # Recorded before the answer goes out: once the client has the bytes the test may read this list.
+                emulator.statuses.append(status)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
@@ -86,7 +88,6 @@ class ChatEmulator:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(raw)
-                emulator.statuses.append(status)
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", "0"))

@@ -26,8 +26,9 @@ from lxml import etree
 from pipelines.documents import ooxml
 from pipelines.documents.errors import MissingFields, RenderFailed, TemplateSyntaxInvalid
 from pipelines.documents.fields import (
-    BRACE_TAG, DOLLAR_TAG, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, missing_required,
+    BRACE_TAG, DOLLAR_TAG, IMAGE_NAME, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, missing_required,
 )
+from pipelines.documents.images import ImageValue, parse_image_value
 
 _LITERAL_DELIMS = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 _DELIM_ESCAPES = {"{{": "{_{", "}}": "}_}", "{%": "{_%", "%}": "%_}", "{#": "{{ '{#' }}", "#}": "{{ '#}' }}"}
@@ -294,20 +295,72 @@ def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None) ->
     return PreparedTemplate(analysis=analysis, docx=docx)
 
 
+def check_images(analysis: TemplateAnalysis, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every image field's value checked and decoded (``ImageValue``; '' when empty).
+
+    Image fields are the fields of kind ``image`` and, inside a loop's items, the keys that name an
+    image (``image``, ``logo``, ``photo``...). Raises ``InvalidImage`` for anything that is not a
+    usable PNG/JPEG data URI (see ``pipelines/documents/images.py``).
+    """
+    checked = None
+    for f in analysis.fields:
+        if f.kind == "image" and f.name in values:
+            checked = checked if checked is not None else dict(values)
+            image = parse_image_value(values[f.name], f.name)
+            checked[f.name] = "" if image is None else image
+        elif f.kind == "loop" and isinstance(values.get(f.name), list):
+            keys = [c for c in f.children if IMAGE_NAME.search(c)]
+            if not keys:
+                continue
+            checked = checked if checked is not None else dict(values)
+            items = []
+            for item in values[f.name]:
+                if isinstance(item, dict):
+                    item = dict(item)
+                    for key in keys:
+                        if key in item:
+                            image = parse_image_value(item[key], f"{f.name}.{key}")
+                            item[key] = "" if image is None else image
+                items.append(item)
+            checked[f.name] = items
+    return values if checked is None else checked
+
+
+def _inline_images(doc: DocxTemplate, values: dict[str, Any]) -> dict[str, Any]:
+    """Checked images become docxtpl InlineImages bound to this document (top level and loop items)."""
+    from docx.shared import Mm
+    from docxtpl import InlineImage
+
+    def inline(value: Any) -> Any:
+        if isinstance(value, ImageValue):
+            return InlineImage(doc, io.BytesIO(value.data),
+                               width=Mm(value.width_mm) if value.width_mm else None,
+                               height=Mm(value.height_mm) if value.height_mm else None)
+        if isinstance(value, list):
+            return [{k: inline(v) for k, v in item.items()} if isinstance(item, dict) else item for item in value]
+        return value
+
+    return {k: inline(v) for k, v in values.items()}
+
+
 def render_docx(
     template: PreparedTemplate, values: dict[str, Any], out: str | BinaryIO | None = None,
     *, check_required: bool = True,
 ) -> bytes | None:
     """Fill ``template`` with ``values``; returns the DOCX bytes, or writes to ``out`` and returns None.
 
-    Raises ``MissingFields`` (listing them) when required fields have no key in ``values``, and
+    Raises ``MissingFields`` (listing them) when required fields have no key in ``values``,
+    ``InvalidImage`` when an image field's value is not a usable PNG/JPEG data URI, and
     ``RenderFailed`` when the template cannot be filled with these values.
     """
     if check_required:
         missing = missing_required(template.analysis, values)
         if missing:
             raise MissingFields(f"Missing values for required fields: {', '.join(missing)}.", missing=missing)
+    values = check_images(template.analysis, values)
     doc = DocxTemplate(io.BytesIO(template.docx))
+    if any(isinstance(v, (ImageValue, list)) for v in values.values()):
+        values = _inline_images(doc, values)
     if template.syntax in _TRANSLATORS:
         context = {**HELPERS, "_root": dict(values)}
     else:

@@ -1,9 +1,10 @@
 """Bulk input (CSV / XLSX rows), per-row checks, output filenames and the spreadsheet-safe report.
 
 Rows stream: CSV is decoded incrementally and XLSX is read with openpyxl's read-only mode, so memory
-stays flat however many rows there are. Cells are kept as text: 'NA', '007' or '=1+1' stay exactly
-what the user typed (formula-looking values are data, never an error; they are defanged only in
-the report CSV, which a spreadsheet will open).
+stays flat however many rows there are. Cells are kept as text: 'NA', '007' or '-12.5' stay exactly
+what the user typed. A cell that a spreadsheet would run as a formula (``is_formula``: ``=1+1``,
+``+cmd|' /C calc'!A0``...) fails its row with ``formula_injection``; every report cell that starts
+like a formula is also defanged, since the report is opened in a spreadsheet.
 """
 
 from __future__ import annotations
@@ -161,6 +162,43 @@ def check_columns(columns: Iterable[str], required: Iterable[str]) -> None:
         raise MissingColumns(f"The spreadsheet has no column for: {', '.join(missing)}.", missing=missing)
 
 
+# What makes a cell a formula (CSV / DDE injection, see OWASP "CSV Injection"). Excel, LibreOffice and
+# Google Sheets evaluate a cell typed as text when it starts with '=', and also with '+', '-' or '@'
+# (they insert the '='). The last three also start legitimate values (-Smith, +44 20 7946 0958,
+# -12.5, @handle), so for them only the shapes a formula needs count: a function call, a DDE pipe,
+# a sheet reference, an operator, or a lone cell reference.
+_FORMULA_LEAD_WHITESPACE = " \t\r\n"
+_PLAIN_NUMBER = re.compile(r"[+-]?\s*(?:\d+(?:[.,\s]\d+)*|\d*[.,]\d+)(?:[eE][+-]?\d+)?\s*%?")
+_PHONE_OR_DATE = re.compile(r"[\d\s().\-/]*\d[\d\s().\-/]*")  # digits and ( ) . - / and spaces only
+_FUNCTION_CALL = re.compile(r"[A-Za-z_][\w.]*\(")  # SUM(, HYPERLINK(, _xlfn.WEBSERVICE(
+_DDE_OR_SHEET_REF = re.compile(r"\||!\s*\$?[A-Za-z]{1,3}\$?\d")  # cmd|'...'  or  Sheet1!A1 / '...'!A0
+_OPERATOR = re.compile(r"[+*^=]")
+_CELL_REF = re.compile(r"\$?[A-Za-z]{1,3}\$?\d{1,7}(?::\$?[A-Za-z]{1,3}\$?\d{1,7})?")
+
+
+def is_formula(value: str) -> bool:
+    """Whether a spreadsheet would evaluate ``value`` as a formula (the rule in docs/documents.md).
+
+    After leading spaces, tabs, CR and LF: ``=`` always starts a formula. ``+``, ``-`` or ``@``
+    start one when what follows holds a function call (``SUM(``), a DDE pipe (``|``), a sheet
+    reference (``!A1``), one of the operators ``+ * ^ =``, or is a lone cell reference (``A1``,
+    ``$B$2``, ``A1:B9``) - unless the whole cell is a plain number (``-12.5``, ``+1,234.50``,
+    ``-3e+5``, ``-20%``) or digits with phone/date punctuation (``+44 (20) 7946-0958``).
+    """
+    text = value.lstrip(_FORMULA_LEAD_WHITESPACE)
+    if not text:
+        return False
+    lead, rest = text[0], text[1:]
+    if lead == "=":
+        return True
+    if lead not in "+-@":
+        return False
+    if _PLAIN_NUMBER.fullmatch(text) or _PHONE_OR_DATE.fullmatch(rest):
+        return False
+    return bool(_FUNCTION_CALL.search(rest) or _DDE_OR_SHEET_REF.search(rest) or _OPERATOR.search(rest)
+                or _CELL_REF.fullmatch(rest.strip()))
+
+
 def validate_row(row: dict[str, str], required_values: Iterable[str], max_cell_bytes: int = MAX_CELL_BYTES) -> RowError | None:
     """The first problem with one row, or None. ``required_values``: fields that must not be empty."""
     for column, value in row.items():
@@ -168,10 +206,28 @@ def validate_row(row: dict[str, str], required_values: Iterable[str], max_cell_b
             return RowError("cell_too_large", f"Cell {column!r} holds more than {max_cell_bytes // 1024} KiB.")
         if "\ufffd" in value:
             return RowError("bad_encoding", f"Cell {column!r} holds bytes that are not valid text in this file's encoding.")
+        if is_formula(value):
+            return RowError(
+                "formula_injection",
+                f"Cell {column!r} holds a spreadsheet formula ({_preview(value)}), which Kiln refuses as input. "
+                "If you meant the literal text, prefix the value with an apostrophe (') in the CSV: Kiln drops "
+                "that apostrophe and fills in the rest as text. Otherwise remove the leading '=', '+', '-' or '@'.")
     empty = [name for name in required_values if not row.get(name, "").strip()]
     if empty:
         return RowError("missing_values", f"Empty value for required field(s): {', '.join(empty)}.")
     return None
+
+
+def unescape_literal(value: str) -> str:
+    """A cell escaped the spreadsheet way ("'=1+1") holds the literal text after the apostrophe."""
+    if value.startswith("'") and is_formula(value[1:]):
+        return value[1:]
+    return value
+
+
+def _preview(value: str, limit: int = 40) -> str:
+    text = value.strip().replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 # --- output filenames -----------------------------------------------------------------------
