@@ -9,9 +9,9 @@ is sent, ``scope="function"``) and rolls back on any error.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from api.security import AuthenticationFailed, Principal, authenticate
 from resources.objectstore import ObjectStore
 from resources.settings import Settings
 from warehouse.db import session_factory
+from warehouse.models import AuditLog
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -118,3 +119,23 @@ JobsWriter = Annotated[Principal, Depends(require("editor", "jobs:write"))]
 ArtifactsReader = Annotated[Principal, Depends(require("viewer", "artifacts:read"))]
 WorkspaceReader = Annotated[Principal, Depends(require("viewer", "workspace:read"))]
 WorkspaceAdmin = Annotated[Principal, Depends(require("admin", "workspace:admin"))]
+
+
+def idempotency_key_header(description: str | None = None) -> Any:
+    """The optional ``Idempotency-Key`` header of a submit route (printable ASCII, 1-255 characters)."""
+    return Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                        pattern=r"^[\x21-\x7e]+$", description=description)]
+
+
+def request_id(request: Request) -> str | None:
+    """The id the observability middleware gave this request (None outside it)."""
+    return getattr(request.state, "request_id", None)
+
+
+def audit(session: Session, request: Request, principal: Principal, action: str, target_type: str,
+          target_id: str | None, **detail: Any) -> None:
+    """Record who did what to which object, with the request id (flushed with the session)."""
+    session.add(AuditLog(
+        workspace_id=principal.workspace_id, actor_user_id=principal.user_id, action=action,
+        target_type=target_type, target_id=target_id, request_id=request_id(request), detail=detail,
+    ))

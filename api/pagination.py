@@ -11,9 +11,26 @@ import binascii
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Session
 
 from api.problems import ApiProblem
+
+# The ``?cursor=`` query parameter every list route takes.
+Cursor = Annotated[str | None, Query(max_length=512)]
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """A list answer: subclass as ``class VideoPage(Page[VideoOut])`` so OpenAPI keeps a readable name."""
+
+    items: list[ItemT]
+    next_cursor: str | None = None
 
 
 def encode_cursor(**key: Any) -> str:
@@ -48,3 +65,32 @@ def decode_time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)
     return created_at.astimezone(UTC), row_id
+
+
+def newest_first_page(session: Session, query: Select, model: Any, *, limit: int,
+                      cursor: str | None) -> tuple[list[Any], str | None]:
+    """One page of ``query``'s rows of ``model``, newest first by ``(created_at, id)``, and the next cursor.
+
+    ``model`` needs ``created_at`` and ``id`` columns (an index on ``(workspace_id, created_at, id)``
+    serves the range scan). Fetches ``limit + 1`` rows to learn whether another page follows.
+    """
+    if cursor:
+        at, last_id = decode_time_id_cursor(cursor)
+        query = query.where(or_(model.created_at < at, and_(model.created_at == at, model.id < last_id)))
+    rows = list(session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return page, (time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+
+
+def ascending_int_page(session: Session, query: Select, column: Any, *, cursor_field: str, limit: int,
+                       cursor: str | None) -> tuple[list[Any], str | None]:
+    """One page of ``query``'s rows in ascending order of the integer ``column`` (a sequence or row number)."""
+    if cursor:
+        after = decode_cursor(cursor, cursor_field)[cursor_field]
+        if not isinstance(after, int):
+            raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
+        query = query.where(column > after)
+    rows = list(session.scalars(query.order_by(column).limit(limit + 1)))
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, (encode_cursor(**{cursor_field: getattr(page[-1], column.key)}) if more else None)

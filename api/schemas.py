@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from api.pagination import Page
+
 
 def _to_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; every stored time is UTC.
@@ -64,9 +66,8 @@ class MemberUpdate(BaseModel):
     role: Role
 
 
-class MemberPage(BaseModel):
-    items: list[MemberOut]
-    next_cursor: str | None = None
+class MemberPage(Page[MemberOut]):
+    pass
 
 
 class TokenCreate(BaseModel):
@@ -92,9 +93,8 @@ class TokenCreated(TokenOut):
     token: str = Field(description="The secret token; shown once, store it now")
 
 
-class TokenPage(BaseModel):
-    items: list[TokenOut]
-    next_cursor: str | None = None
+class TokenPage(Page[TokenOut]):
+    pass
 
 
 class JobCreate(BaseModel):
@@ -123,9 +123,8 @@ class JobOut(_Out):
     updated_at: UtcDatetime
 
 
-class JobPage(BaseModel):
-    items: list[JobOut]
-    next_cursor: str | None = None
+class JobPage(Page[JobOut]):
+    pass
 
 
 class JobEventOut(_Out):
@@ -138,9 +137,8 @@ class JobEventOut(_Out):
     created_at: UtcDatetime
 
 
-class JobEventPage(BaseModel):
-    items: list[JobEventOut]
-    next_cursor: str | None = None
+class JobEventPage(Page[JobEventOut]):
+    pass
 
 
 class ArtifactOut(_Out):
@@ -159,9 +157,8 @@ class ArtifactOut(_Out):
     download_url_expires_at: UtcDatetime | None = None
 
 
-class ArtifactPage(BaseModel):
-    items: list[ArtifactOut]
-    next_cursor: str | None = None
+class ArtifactPage(Page[ArtifactOut]):
+    pass
 
 
 class DownloadLinkCreate(BaseModel):

@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from fastapi import Request, UploadFile
+from fastapi import Request
+from starlette.datastructures import UploadFile  # the base class: parsed forms hold it, FastAPI subclasses it
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -272,7 +272,3 @@ async def _from_upload_file(upload: UploadFile, store: ObjectStore, key: str, ma
     put = await anyio.to_thread.run_sync(lambda: store.put_stream(key, chunks(), max_bytes=max_bytes))
     return StreamedUpload(key=put.key, sha256=put.sha256, size_bytes=put.size_bytes, filename=upload.filename,
                           content_type=sniff(bytes(head)), declared_content_type=upload.content_type)
-
-
-def form_value(upload: StreamedUpload, name: str, default: Any = None) -> Any:
-    return upload.fields.get(name, default)

@@ -94,8 +94,7 @@ class JobHandle:
         if (data is None) == (chunks is None):
             raise ValueError("pass exactly one of data= or chunks=")
         if ttl is None:
-            days = get_settings().retention_days(kind)
-            ttl = timedelta(days=days) if days else None
+            ttl = get_settings().retention_ttl(kind)
         with self.database.tenant_session(self.workspace_id) as session:
             artifact = artifacts.store_artifact(
                 session,

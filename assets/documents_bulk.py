@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 
 from assets.documents_bulk_outputs import write_outputs
 from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
-    BulkEnv, persist_batch, prepare_batch, row_artifact_id, ttl_for,
+    BulkEnv, persist_batch, prepare_batch, row_artifact_id,
 )
 from assets.documents_source import fetch_source
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
@@ -170,7 +170,7 @@ def _fetch_input(env: BulkEnv, bulk_run_id: uuid.UUID, source_url: str | None) -
         artifact = store_artifact(
             s, env.store, workspace_id=env.workspace_id, kind="input", subject_id=bulk_run_id, name="rows.csv",
             chunks=fetch_source(source_url, env.settings), filename="rows.csv", content_type="text/csv",
-            job_id=env.job_id, asset_key=env.asset_key, run_id=env.run_id, ttl=ttl_for(env.settings, "input"),
+            job_id=env.job_id, asset_key=env.asset_key, run_id=env.run_id, ttl=env.settings.retention_ttl("input"),
             max_bytes=env.settings.fetch_max_bytes)
         s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(input_artifact_id=artifact.id))
         return artifact.id

@@ -10,9 +10,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from assets.documents_bulk_rows import BulkEnv, file_chunks, ttl_for
+from assets.documents_bulk_rows import BulkEnv
 from pipelines.documents.archive import zip_chunks
 from pipelines.documents.tabular import ReportWriter
+from resources.objectstore import file_chunks
 from warehouse.artifacts import store_artifact
 from warehouse.documents import BulkRow
 from warehouse.models import Artifact
@@ -72,11 +73,11 @@ def write_outputs(env: BulkEnv, bulk_run_id: uuid.UUID, fmt: str, input_artifact
     with env.sessions() as s:
         report = store_artifact(s, env.store, kind="output", name="report.csv", chunks=file_chunks(report_path),
                                 filename="report.csv", content_type="text/csv; charset=utf-8",
-                                ttl=ttl_for(env.settings, "output"), **common)
+                                ttl=env.settings.retention_ttl("output"), **common)
         archive = store_artifact(s, env.store, kind="archive", name="documents.zip",
                                  chunks=zip_chunks(_zip_entries(env, files, scratch)),
                                  filename="documents.zip", content_type="application/zip",
-                                 ttl=ttl_for(env.settings, "archive"), **common)
+                                 ttl=env.settings.retention_ttl("archive"), **common)
         _lineage(s, env, input_artifact_id, report.id, archive.id)
         return archive.id, report.id
 

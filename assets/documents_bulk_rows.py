@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,15 @@ from pipelines.documents.fields import TemplateAnalysis
 from pipelines.documents.render import PreparedTemplate, render_docx
 from pipelines.documents.tabular import RowError, unescape_literal, validate_row
 from pipelines.errors import KilnError
-from resources.objectstore import ObjectStore, artifact_key, sanitize_filename
+from resources.objectstore import ObjectStore, artifact_key, file_chunks, sanitize_filename
 from resources.settings import Settings, get_settings
+from warehouse.artifacts import expiry
 from warehouse.db import utcnow
 from warehouse.documents import BulkRow, BulkRun
 from warehouse.models import Artifact
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF_TYPE = "application/pdf"
-CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -62,17 +61,6 @@ class BulkEnv:
 
 def row_artifact_id(bulk_run_id: uuid.UUID, row_index: int, extension: str, attempt_key: int) -> uuid.UUID:
     return uuid.uuid5(bulk_run_id, f"row/{row_index}/{extension}/{attempt_key}")
-
-
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            yield chunk
-
-
-def ttl_for(settings: Settings, kind: str) -> timedelta | None:
-    days = settings.retention_days(kind)
-    return timedelta(days=days) if days and days > 0 else None
 
 
 def typed_values(row: dict[str, str], analysis: TemplateAnalysis) -> dict[str, Any] | RowError:
@@ -171,13 +159,13 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
 
     puts = list(_file_writers().map(
         lambda f: env.store.put_stream(f[3], file_chunks(f[4]), content_type=f[6]), files))
-    ttl = ttl_for(env.settings, "intermediate")
+    ttl = env.settings.retention_ttl("intermediate")
     with env.sessions() as s:
         for (outcome, ext, artifact_id, _key, _path, filename, content_type), put in zip(files, puts):
             s.add(Artifact(id=artifact_id, workspace_id=env.workspace_id, kind="intermediate", storage_key=put.key,
                            sha256=put.sha256, size_bytes=put.size_bytes, content_type=content_type,
                            filename=sanitize_filename(filename), job_id=env.job_id, asset_key=env.asset_key,
-                           run_id=env.run_id, expires_at=(now + ttl) if ttl else None))
+                           run_id=env.run_id, expires_at=expiry(ttl, now=now)))
             outcome.update({f"{ext}_filename": filename, f"{ext}_artifact_id": artifact_id, f"{ext}_sha256": put.sha256})
         s.flush()  # artifacts before the rows that reference them
         for p, outcome in outcomes:

@@ -22,6 +22,7 @@ from assets._job_context import JobHandle
 from pipelines.video_notes.errors import InvalidMedia
 from pipelines.video_notes.highlights import Highlight as HighlightData
 from pipelines.video_notes.transcript import Transcript
+from resources.objectstore import file_chunks
 from warehouse.models import Artifact
 from warehouse.video_notes import VideoAsset, job_outputs, load_video
 
@@ -89,12 +90,7 @@ def store_bytes(job: JobHandle, name: str, data: bytes, *, kind: str = "output",
 
 
 def store_file(job: JobHandle, name: str, path: Path, *, kind: str = "output", parents=()) -> Artifact:
-    def chunks():
-        with open(path, "rb") as fh:
-            while block := fh.read(1024 * 1024):
-                yield block
-
-    return job.store_artifact(kind=kind, name=name, chunks=chunks(), content_type=CONTENT_TYPES[Path(name).suffix],
+    return job.store_artifact(kind=kind, name=name, chunks=file_chunks(path), content_type=CONTENT_TYPES[Path(name).suffix],
                               parents=list(parents))
 
 

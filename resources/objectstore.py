@@ -45,6 +45,13 @@ def artifact_key(workspace_id: uuid.UUID | str, kind: str, subject_id: uuid.UUID
     return "ws/" + "/".join(segments)
 
 
+
+def file_chunks(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """A local file's bytes in chunks, for ``put_stream`` (the file is read lazily, closed at the end)."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            yield chunk
+
 class ObjectStore(dg.ConfigurableResource, ABC):
     """Streamed put with SHA-256 and a size limit, get, ranged get, delete, exists, signed URL."""
 
@@ -61,12 +68,7 @@ class ObjectStore(dg.ConfigurableResource, ABC):
         return self.put_stream(key, [data], content_type=content_type)
 
     def put_file(self, key: str, path: str, *, content_type: str | None = None) -> PutResult:
-        def _chunks() -> Iterator[bytes]:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(CHUNK_SIZE):
-                    yield chunk
-
-        return self.put_stream(key, _chunks(), content_type=content_type)
+        return self.put_stream(key, file_chunks(path), content_type=content_type)
 
     @abstractmethod
     def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -7,12 +7,15 @@ through an environment variable and refuses to start with a default secret.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.maintenance.retention import ttl_for_kind
 
 # A development-only signing secret. Production refuses to start with it.
 DEFAULT_SECRET = "kiln-dev-secret-change-me"
@@ -125,6 +128,10 @@ class Settings(BaseSettings):
 
     def retention_days(self, artifact_kind: str) -> int | None:
         return getattr(self, f"retention_days_{artifact_kind}", None)
+
+    def retention_ttl(self, artifact_kind: str) -> timedelta | None:
+        """The TTL new artifacts of this kind get; ``None`` (keep) when unset or <= 0."""
+        return ttl_for_kind(self.retention_days(artifact_kind))
 
 
 @lru_cache

@@ -6,13 +6,12 @@ import io
 import zipfile
 
 import dagster as dg
-from dagster import DagsterEventType
 
 from assets.documents import bulk_run_outputs
 from resources.converter import DocumentConverter
-from sensors import run_status
 from sensors.documents import bulk_docx_job, bulk_pdf_job, bulk_runs_dispatch_sensor
 from tests.corpus import PUBLIC
+from tests.dagster_support import add_requested_partitions, report_run_to_sensors
 
 CSV_DIR = PUBLIC / "csv"
 DOCX_DIR = PUBLIC / "docx"
@@ -51,8 +50,7 @@ def docx_text(data: bytes) -> str:
 def run_bulk_cycle(instance, resources: dict, *, converter: DocumentConverter | None = None):
     """One daemon cycle for bulk runs: sensor tick, the requested run(s) in process, run-status sensors."""
     tick = bulk_runs_dispatch_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-    for request in tick.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    add_requested_partitions(instance, tick)
     results = []
     all_resources = {**resources, "document_converter": converter or DocumentConverter()}
     defs = dg.Definitions(assets=[bulk_run_outputs], jobs=[bulk_docx_job, bulk_pdf_job], resources=all_resources)
@@ -60,15 +58,6 @@ def run_bulk_cycle(instance, resources: dict, *, converter: DocumentConverter | 
         job_def = defs.resolve_job_def(run_request.job_name)
         result = job_def.execute_in_process(partition_key=run_request.partition_key, tags=run_request.tags,
                                             instance=instance, raise_on_error=False)
-        run = instance.get_run_by_id(result.run_id)
-        start = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_START)
-        outcomes = [(run_status.kiln_run_started, start)]
-        if result.success:
-            outcomes.append((run_status.kiln_run_succeeded, result.get_run_success_event()))
-        else:
-            outcomes.append((run_status.kiln_run_failed, result.get_run_failure_event()))
-        for sensor, event in outcomes:
-            sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event,
-                                                      dagster_instance=instance, dagster_run=run, resources=resources))
+        report_run_to_sensors(instance, result, resources)
         results.append((run_request, result))
     return results

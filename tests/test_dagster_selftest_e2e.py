@@ -11,26 +11,17 @@ import uuid
 
 import dagster as dg
 import pytest
-from dagster import DagsterEventType
 from sqlalchemy import select
 
 from assets.selftest import selftest_report
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import LocalObjectStore
-from resources.settings import get_settings
 from sensors import run_status
 from sensors.selftest import selftest_dispatch_sensor, selftest_job
 from warehouse import jobs
 from warehouse.db import make_engine, system_session
+from tests.dagster_support import add_requested_partitions, no_backoff, report_run_to_sensors  # noqa: F401
 from warehouse.models import Artifact, Job, LineageEdge, Workspace
-
-
-@pytest.fixture
-def no_backoff(monkeypatch):
-    monkeypatch.setenv("KILN_RETRY_BASE_SECONDS", "0")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def _world(url, tmp_path):
@@ -66,8 +57,7 @@ def _submit(engine, workspace_id, payload):
 def _dispatch_and_run(instance, resources):
     """One daemon cycle: a sensor tick, the run it requests, and the run-status sensors' reaction."""
     tick = selftest_dispatch_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-    for request in tick.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    add_requested_partitions(instance, tick)
     (run_request,) = tick.run_requests
     job_def = dg.Definitions(assets=[selftest_report], jobs=[selftest_job], resources=resources).resolve_job_def(
         "selftest_job"
@@ -75,18 +65,7 @@ def _dispatch_and_run(instance, resources):
     result = job_def.execute_in_process(
         partition_key=run_request.partition_key, tags=run_request.tags, instance=instance, raise_on_error=False
     )
-    run = instance.get_run_by_id(result.run_id)
-    start_event = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_START)
-    sensors = [(run_status.kiln_run_started, start_event)]
-    if result.success:
-        sensors.append((run_status.kiln_run_succeeded, result.get_run_success_event()))
-    else:
-        sensors.append((run_status.kiln_run_failed, result.get_run_failure_event()))
-    for sensor, event in sensors:
-        context = dg.build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_event=event, dagster_instance=instance, dagster_run=run, resources=resources
-        )
-        sensor(context)
+    report_run_to_sensors(instance, result, resources)
     return run_request, result
 
 

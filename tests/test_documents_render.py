@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from pathlib import Path
 
 from tests.corpus import PUBLIC as CORPUS_PUBLIC
 

@@ -6,7 +6,6 @@ import csv
 import io
 import tracemalloc
 import zipfile
-from pathlib import Path
 
 from tests.corpus import PUBLIC
 

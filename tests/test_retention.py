@@ -19,7 +19,8 @@ from pipelines.maintenance.retention import (
 from pipelines.maintenance_defs import retention_job, retention_schedule
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import LocalObjectStore
-from warehouse.artifacts import store_artifact
+from resources.settings import Settings
+from warehouse.artifacts import expiry, store_artifact
 from warehouse.db import system_session, utcnow
 from warehouse.jobs import claim_job, fail_job, submit_job, succeed_job
 from warehouse.models import Artifact, Job
@@ -86,6 +87,17 @@ def test_registry_registers_and_refuses_a_second_definition_for_a_kind(monkeypat
         register_partitions("video_notes", "other")
     assert kinds_by_partitions_def()["videos"] == ["video_notes"]
     assert ttl_for_kind(7) == timedelta(days=7) and ttl_for_kind(0) is None and ttl_for_kind(None) is None
+
+
+def test_every_writer_takes_artifact_ttls_from_one_setting_per_kind():
+    # Settings.retention_ttl is what store_artifact callers, the upload routes and the bulk rows use.
+    settings = Settings(retention_days_input=3, retention_days_output=0, retention_days_archive=-1)
+    assert settings.retention_ttl("input") == timedelta(days=3)
+    assert settings.retention_ttl("output") is None and settings.retention_ttl("archive") is None
+    assert settings.retention_ttl("no_such_kind") is None
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    assert expiry(settings.retention_ttl("input"), now=now) == datetime(2024, 1, 4, tzinfo=UTC)
+    assert expiry(None, now=now) is None
 
 
 # --- against a real database, object store and Dagster instance ------------------------------

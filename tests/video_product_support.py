@@ -15,15 +15,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster import DagsterEventType
 
 from assets.video_notes import VIDEO_NOTES_ASSETS
 from resources.dagster_resources import DatabaseResource
 from resources.llm import LLM
-from resources.settings import get_settings
 from resources.transcriber import Transcriber
-from sensors import run_status
 from sensors.video_notes import video_notes_dispatch_sensor, video_notes_job
+from tests.dagster_support import add_requested_partitions, no_backoff, report_run_to_sensors  # noqa: F401
 from tests.test_api_support import ApiEnv, Seeded, path_of
 from warehouse.db import system_session
 from warehouse.video_notes import VideoAsset
@@ -41,14 +39,6 @@ def test_transcriber(whisper_cache) -> Transcriber:
                               cache_dir=str(whisper_cache))
     transcriber.load_model()
     return transcriber
-
-
-@pytest.fixture
-def no_backoff(monkeypatch):
-    monkeypatch.setenv("KILN_RETRY_BASE_SECONDS", "0")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @dataclass
@@ -72,8 +62,7 @@ class VideoWorld:
         """One sensor tick and the run it requests (None when nothing was due)."""
         resources = resources or self.resources
         tick = video_notes_dispatch_sensor(dg.build_sensor_context(instance=self.instance, resources=resources))
-        for request in tick.dynamic_partitions_requests:
-            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        add_requested_partitions(self.instance, tick)
         if not tick.run_requests:
             return None
         (run_request,) = tick.run_requests
@@ -81,17 +70,7 @@ class VideoWorld:
             "video_notes_job")
         result = job_def.execute_in_process(partition_key=run_request.partition_key, tags=run_request.tags,
                                             instance=self.instance, raise_on_error=False)
-        run = self.instance.get_run_by_id(result.run_id)
-        start = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_START)
-        events = [(run_status.kiln_run_started, start)]
-        if result.success:
-            events.append((run_status.kiln_run_succeeded, result.get_run_success_event()))
-        else:
-            events.append((run_status.kiln_run_failed, result.get_run_failure_event()))
-        for sensor, event in events:
-            sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event,
-                                                      dagster_instance=self.instance, dagster_run=run,
-                                                      resources=resources))
+        report_run_to_sensors(self.instance, result, resources)
         return result
 
     def video_row(self, video_id: str) -> VideoAsset:

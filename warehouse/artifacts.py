@@ -20,7 +20,12 @@ from warehouse.models import Artifact, LineageEdge
 
 ARTIFACT_KINDS = ("input", "intermediate", "output", "archive", "log")
 
-__all__ = ["ARTIFACT_KINDS", "add_lineage", "expired_artifacts", "sanitize_filename", "store_artifact"]
+__all__ = ["ARTIFACT_KINDS", "add_lineage", "expired_artifacts", "expiry", "sanitize_filename", "store_artifact"]
+
+
+def expiry(ttl: timedelta | None, *, now: datetime | None = None) -> datetime | None:
+    """When an artifact stored ``now`` with this TTL expires; ``None`` (no TTL) keeps it."""
+    return (now or utcnow()) + ttl if ttl else None
 
 
 def store_artifact(
@@ -65,7 +70,7 @@ def store_artifact(
         job_id=job_id,
         asset_key=asset_key,
         run_id=run_id,
-        expires_at=(utcnow() + ttl) if ttl else None,
+        expires_at=expiry(ttl),
     )
     try:
         session.add(artifact)

@@ -14,11 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import ArtifactsReader, DbSession, SettingsDep, StoreDep, get_engine
-from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.pagination import newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import ArtifactOut, DownloadLink, DownloadLinkCreate
 from api.signing import LinkExpired, LinkInvalid, sign_download, verify_download
@@ -41,6 +41,11 @@ def download_link(settings: Settings, artifact: Artifact, ttl_seconds: int | Non
     return DownloadLink(url=f"{settings.api_base_url.rstrip('/')}/v1/downloads/{token}", expires_at=expires_at)
 
 
+def available_download_url(settings: Settings, artifact: Artifact | None) -> str | None:
+    """A signed link for a ``*_url`` field; None while the artifact is missing or no longer available."""
+    return download_link(settings, artifact).url if artifact is not None and artifact.status == "available" else None
+
+
 def artifact_out(artifact: Artifact, settings: Settings) -> ArtifactOut:
     fields = {name: getattr(artifact, name) for name in ArtifactOut.model_fields if hasattr(artifact, name)}
     if artifact.status == "available":
@@ -55,12 +60,7 @@ def list_artifacts_query(
     query = select(Artifact).where(Artifact.workspace_id == workspace_id)
     if job_id is not None:
         query = query.where(Artifact.job_id == job_id)
-    if cursor:
-        at, last_id = decode_time_id_cursor(cursor)
-        query = query.where(or_(Artifact.created_at < at, and_(Artifact.created_at == at, Artifact.id < last_id)))
-    rows = list(session.scalars(query.order_by(Artifact.created_at.desc(), Artifact.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return page, (time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    return newest_first_page(session, query, Artifact, limit=limit, cursor=cursor)
 
 
 def load_artifact(session: Session, workspace_id: uuid.UUID, artifact_id: uuid.UUID) -> Artifact:

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, SettingsDep, StoreDep, authorize
-from api.pagination import decode_cursor, decode_time_id_cursor, encode_cursor, time_id_cursor
+from api.deps import DbSession, JobsReader, SettingsDep, StoreDep, authorize, idempotency_key_header, request_id
+from api.pagination import Cursor, Page, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
-from api.routes.artifacts import download_link
+from api.routes.artifacts import available_download_url
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
 from api.uploads import StreamedUpload, stream_upload_to_store
@@ -35,6 +34,7 @@ from pipelines.documents.tabular import check_columns, iter_rows, pattern_fields
 from resources.objectstore import artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
+from warehouse.artifacts import expiry, sanitize_filename
 from warehouse.db import utcnow
 from warehouse.documents import BulkRow, BulkRun, TemplateField, TemplateVersion
 from warehouse.models import Artifact, Job
@@ -44,8 +44,7 @@ router = APIRouter(prefix="/v1", tags=["bulk runs"], responses=problem_responses
 SMALL_FORM_BYTES = 64 * 1024  # a form without a file (source_url) is parsed in memory
 DEFAULT_PATTERN = "row-{row}"
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                              pattern=r"^[\x21-\x7e]+$")]
+IdempotencyKey = idempotency_key_header()
 
 
 class BulkRunOut(BaseModel):
@@ -70,9 +69,8 @@ class BulkRunOut(BaseModel):
     updated_at: UtcDatetime
 
 
-class BulkRunPage(BaseModel):
-    items: list[BulkRunOut]
-    next_cursor: str | None = None
+class BulkRunPage(Page[BulkRunOut]):
+    pass
 
 
 class BulkRowOut(BaseModel):
@@ -89,9 +87,8 @@ class BulkRowOut(BaseModel):
     pdf_url: str | None = None
 
 
-class BulkRowPage(BaseModel):
-    items: list[BulkRowOut]
-    next_cursor: str | None = None
+class BulkRowPage(Page[BulkRowOut]):
+    pass
 
 
 # --------------------------------------------------------------------------- helpers
@@ -107,18 +104,16 @@ def _link(session: Session, settings: Settings, workspace_id: uuid.UUID, artifac
     if artifact_id is None:
         return None
     artifact = session.scalar(select(Artifact).where(Artifact.workspace_id == workspace_id, Artifact.id == artifact_id))
-    if artifact is None or artifact.status != "available":
-        return None
-    return download_link(settings, artifact).url
+    return available_download_url(settings, artifact)
 
 
 def run_out(session: Session, settings: Settings, run: BulkRun) -> BulkRunOut:
     job = session.scalar(select(Job).where(Job.workspace_id == run.workspace_id, Job.id == run.job_id))
-    version = session.scalar(select(TemplateVersion).where(TemplateVersion.id == run.template_version_id))
-    # While the job is not done, its state (queued, retrying, failed, canceled) is the run's news.
+    version = session.scalar(select(TemplateVersion).where(TemplateVersion.workspace_id == run.workspace_id,
+                                                           TemplateVersion.id == run.template_version_id))
+    # While the job is not done, its state (queued, retrying, failed, canceled) is the run's news; so is
+    # "running" or "succeeded" while the run row still says "queued".
     status = run.status if job.status in ("succeeded", "running") and run.status != "queued" else job.status
-    if job.status == "running" and run.status == "queued":
-        status = "running"
     processed = run.succeeded_rows + run.failed_rows
     progress = 100 if job.status == "succeeded" else (
         min(99, int(100 * processed / run.total_rows)) if run.total_rows else job.progress)
@@ -143,9 +138,7 @@ async def _receive_rows(request: Request, store, settings: Settings, workspace_i
         file = form.get("file")
         if file is None or isinstance(file, str):
             return None, fields
-        # Starlette's UploadFile; the helper takes FastAPI's (a subclass) for parsed forms.
-        parsed = UploadFile(file=file.file, filename=file.filename, headers=file.headers)
-        return await stream_upload_to_store(parsed, store, key, max_bytes=settings.max_upload_bytes), fields
+        return await stream_upload_to_store(file, store, key, max_bytes=settings.max_upload_bytes), fields
     upload = await stream_upload_to_store(request, store, key, max_bytes=settings.max_upload_bytes)
     return upload, upload.fields
 
@@ -170,7 +163,7 @@ def _submit_job(session, principal, settings, run_id, payload, fingerprint, idem
         session, workspace_id=principal.workspace_id, kind=KIND, payload=payload, fingerprint_payload=fingerprint,
         idempotency_key=idempotency_key, max_attempts=settings.job_max_attempts, subject_id=run_id,
         partition_key=str(run_id), created_by=principal.user_id,
-        request_id=getattr(request.state, "request_id", None))
+        request_id=request_id(request))
 
 
 # --------------------------------------------------------------------------- routes
@@ -207,7 +200,8 @@ def _create(session, principal, settings, store, request, version, run_id, artif
         raise ApiProblem(422, "invalid_format", "format must be docx, pdf or both.")
     pattern = (fields.get("filename_pattern") or DEFAULT_PATTERN).strip()[:255]
     source_url = (fields.get("source_url") or "").strip() or None
-    fields_rows = session.scalars(select(TemplateField).where(TemplateField.template_version_id == version.id)).all()
+    fields_rows = session.scalars(select(TemplateField).where(
+        TemplateField.workspace_id == version.workspace_id, TemplateField.template_version_id == version.id)).all()
     required = [f.name for f in fields_rows if f.required]
     if upload is None and source_url is None:
         raise ApiProblem(422, "missing_file", "Send the spreadsheet in the 'file' field, or a 'source_url'.")
@@ -234,8 +228,8 @@ def _create(session, principal, settings, store, request, version, run_id, artif
             id=artifact_id, workspace_id=principal.workspace_id, kind="input", storage_key=upload.key,
             sha256=upload.sha256, size_bytes=upload.size_bytes, content_type="text/csv" if upload.content_type
             .startswith("text/") else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            filename=(upload.filename or "rows")[:255], job_id=result.job.id,
-            expires_at=_expiry(settings, "input")))
+            filename=sanitize_filename(upload.filename or "rows"), job_id=result.job.id,
+            expires_at=expiry(settings.retention_ttl("input"))))
         session.flush()
     run = BulkRun(id=run_id, workspace_id=principal.workspace_id, template_version_id=version.id,
                   job_id=result.job.id, input_artifact_id=artifact_id if upload else None, source_url=source_url,
@@ -245,23 +239,13 @@ def _create(session, principal, settings, store, request, version, run_id, artif
     return JSONResponse(run_out(session, settings, run).model_dump(mode="json"), status_code=202)
 
 
-def _expiry(settings: Settings, kind: str):
-    days = settings.retention_days(kind)
-    return utcnow() + timedelta(days=days) if days and days > 0 else None
-
-
 @router.get("/bulk-runs", response_model=BulkRunPage)
 def list_bulk_runs(principal: JobsReader, session: DbSession, settings: SettingsDep,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                   cursor: Annotated[str | None, Query(max_length=512)] = None) -> BulkRunPage:
+                   cursor: Cursor = None) -> BulkRunPage:
     query = select(BulkRun).where(BulkRun.workspace_id == principal.workspace_id)
-    if cursor:
-        at, last_id = decode_time_id_cursor(cursor)
-        query = query.where(or_(BulkRun.created_at < at, and_(BulkRun.created_at == at, BulkRun.id < last_id)))
-    rows = list(session.scalars(query.order_by(BulkRun.created_at.desc(), BulkRun.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return BulkRunPage(items=[run_out(session, settings, r) for r in page],
-                       next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    page, next_cursor = newest_first_page(session, query, BulkRun, limit=limit, cursor=cursor)
+    return BulkRunPage(items=[run_out(session, settings, r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/bulk-runs/{id}", response_model=BulkRunOut, responses=problem_responses(404))
@@ -273,31 +257,25 @@ def get_bulk_run(id: uuid.UUID, principal: JobsReader, session: DbSession, setti
 def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep,
               status: Literal["succeeded", "failed"] | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
-              cursor: Annotated[str | None, Query(max_length=512)] = None) -> BulkRowPage:
+              cursor: Cursor = None) -> BulkRowPage:
     run = load_run(session, principal.workspace_id, id)
     query = select(BulkRow).where(BulkRow.workspace_id == principal.workspace_id, BulkRow.bulk_run_id == run.id)
     if status:
         query = query.where(BulkRow.status == status)
-    if cursor:
-        after = decode_cursor(cursor, "row")["row"]
-        if not isinstance(after, int):
-            raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
-        query = query.where(BulkRow.row_index > after)
-    rows = list(session.scalars(query.order_by(BulkRow.row_index).limit(limit + 1)))
-    page = rows[:limit]
+    page, next_cursor = ascending_int_page(session, query, BulkRow.row_index, cursor_field="row", limit=limit,
+                                           cursor=cursor)
     ids = {a for r in page for a in (r.docx_artifact_id, r.pdf_artifact_id) if a}
     artifacts = {a.id: a for a in session.scalars(select(Artifact).where(
         Artifact.workspace_id == principal.workspace_id, Artifact.id.in_(ids), Artifact.status == "available"))} if ids else {}
 
     def url(artifact_id):
-        artifact = artifacts.get(artifact_id)
-        return download_link(settings, artifact).url if artifact else None
+        return available_download_url(settings, artifacts.get(artifact_id))
 
     items = [BulkRowOut(row=r.row_index, status=r.status, error_code=r.error_code, error_message=r.error_message,
                         docx_filename=r.docx_filename, pdf_filename=r.pdf_filename, docx_sha256=r.docx_sha256,
                         pdf_sha256=r.pdf_sha256, attempts=r.attempts, docx_url=url(r.docx_artifact_id),
                         pdf_url=url(r.pdf_artifact_id)) for r in page]
-    return BulkRowPage(items=items, next_cursor=encode_cursor(row=page[-1].row_index) if len(rows) > limit else None)
+    return BulkRowPage(items=items, next_cursor=next_cursor)
 
 
 def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Session, settings: Settings,

@@ -6,29 +6,28 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, authorize
+from api.deps import (
+    DbSession, JobsReader, JobsWriter, SettingsDep, audit, authorize, idempotency_key_header, request_id,
+)
 from api.job_kinds import get_job_kind, job_kinds
 from api.observability import bind_context
-from api.pagination import decode_cursor, decode_time_id_cursor, encode_cursor, time_id_cursor
+from api.pagination import Cursor, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.artifacts import artifact_out, list_artifacts_query
 from api.schemas import ArtifactPage, JobCreate, JobEventOut, JobEventPage, JobOut, JobPage, JobStatus
 from warehouse import jobs as job_machine
-from warehouse.models import AuditLog, Job, JobEvent
+from warehouse.models import Job, JobEvent
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 422))
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-           description="Same key + same request returns the first job; a different request answers 409"),
-]
+IdempotencyKey = idempotency_key_header(
+    "Same key + same request returns the first job; a different request answers 409")
 
 
 def job_out(job: Job) -> JobOut:
@@ -78,7 +77,7 @@ def submit_job(
         idempotency_key=idempotency_key,
         max_attempts=kind.max_attempts or settings.job_max_attempts,
         created_by=principal.user_id,
-        request_id=getattr(request.state, "request_id", None),
+        request_id=request_id(request),
     )
     bind_context(job_id=result.job.id)
     return JSONResponse(job_out(result.job).model_dump(mode="json"), status_code=202 if result.created else 200)
@@ -93,7 +92,7 @@ def list_jobs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Cursor = None,
 ) -> JobPage:
     query = select(Job).where(Job.workspace_id == principal.workspace_id)
     if status:
@@ -104,15 +103,8 @@ def list_jobs(
         query = query.where(Job.created_at > created_after)
     if created_before:
         query = query.where(Job.created_at < created_before)
-    if cursor:
-        at, last_id = decode_time_id_cursor(cursor)
-        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    page, more = rows[:limit], len(rows) > limit
-    return JobPage(
-        items=[job_out(j) for j in page],
-        next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if more else None,
-    )
+    page, next_cursor = newest_first_page(session, query, Job, limit=limit, cursor=cursor)
+    return JobPage(items=[job_out(j) for j in page], next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=JobOut, responses=problem_responses(404))
@@ -127,17 +119,7 @@ def cancel_job(id: uuid.UUID, request: Request, principal: JobsReader, session: 
     if not job_machine.cancel_job(session, job.id, reason="canceled through the API", actor=str(principal.user_id)):
         session.refresh(job)
         raise ApiProblem(409, "job_not_cancelable", f"A {job.status} job cannot be canceled.")
-    session.add(
-        AuditLog(
-            workspace_id=principal.workspace_id,
-            actor_user_id=principal.user_id,
-            action="job.cancel",
-            target_type="job",
-            target_id=str(job.id),
-            request_id=getattr(request.state, "request_id", None),
-            detail={"kind": job.kind},
-        )
-    )
+    audit(session, request, principal, "job.cancel", "job", str(job.id), kind=job.kind)
     session.flush()
     session.refresh(job)
     return job_out(job)
@@ -149,21 +131,13 @@ def job_events(
     principal: JobsReader,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Cursor = None,
 ) -> JobEventPage:
     job = load_job(session, principal.workspace_id, id)
     query = select(JobEvent).where(JobEvent.workspace_id == principal.workspace_id, JobEvent.job_id == job.id)
-    if cursor:
-        after = decode_cursor(cursor, "seq")["seq"]
-        if not isinstance(after, int):
-            raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
-        query = query.where(JobEvent.seq > after)
-    rows = list(session.scalars(query.order_by(JobEvent.seq).limit(limit + 1)))
-    page, more = rows[:limit], len(rows) > limit
-    return JobEventPage(
-        items=[JobEventOut.model_validate(e) for e in page],
-        next_cursor=encode_cursor(seq=page[-1].seq) if more else None,
-    )
+    page, next_cursor = ascending_int_page(session, query, JobEvent.seq, cursor_field="seq", limit=limit,
+                                           cursor=cursor)
+    return JobEventPage(items=[JobEventOut.model_validate(e) for e in page], next_cursor=next_cursor)
 
 
 @router.get("/{id}/artifacts", response_model=ArtifactPage, responses=problem_responses(404))
@@ -174,7 +148,7 @@ def job_artifacts(
     session: DbSession,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Cursor = None,
 ) -> ArtifactPage:
     job = load_job(session, principal.workspace_id, id)
     authorize(principal, "viewer", "artifacts:read")

@@ -18,11 +18,11 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize
-from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime
 from api.uploads import stream_upload_to_store
@@ -73,9 +73,8 @@ class TemplateOut(BaseModel):
     updated_at: UtcDatetime
 
 
-class TemplatePage(BaseModel):
-    items: list[TemplateOut]
-    next_cursor: str | None = None
+class TemplatePage(Page[TemplateOut]):
+    pass
 
 
 class RenderRequest(BaseModel):
@@ -215,15 +214,10 @@ async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, se
 @router.get("", response_model=TemplatePage)
 def list_templates(principal: JobsReader, session: DbSession,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                   cursor: Annotated[str | None, Query(max_length=512)] = None) -> TemplatePage:
+                   cursor: Cursor = None) -> TemplatePage:
     query = select(Template).where(Template.workspace_id == principal.workspace_id)
-    if cursor:
-        at, last_id = decode_time_id_cursor(cursor)
-        query = query.where(or_(Template.created_at < at, and_(Template.created_at == at, Template.id < last_id)))
-    rows = list(session.scalars(query.order_by(Template.created_at.desc(), Template.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return TemplatePage(items=[template_out(session, t) for t in page],
-                        next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    page, next_cursor = newest_first_page(session, query, Template, limit=limit, cursor=cursor)
+    return TemplatePage(items=[template_out(session, t) for t in page], next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=TemplateOut, responses=problem_responses(404))

@@ -8,12 +8,11 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
-from api.deps import CurrentPrincipal, DbSession, SettingsDep, authorize
-from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.deps import CurrentPrincipal, DbSession, SettingsDep, audit, authorize
+from api.pagination import Cursor, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
-from api.routes.workspaces import audit
 from api.schemas import TokenCreate, TokenCreated, TokenOut, TokenPage
 from api.security import create_api_token, normalize_scopes
 from warehouse.db import utcnow
@@ -43,18 +42,13 @@ def list_tokens(
     principal: CurrentPrincipal,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Cursor = None,
 ) -> TokenPage:
     query = select(ApiToken).where(ApiToken.workspace_id == principal.workspace_id)
     if not principal.has_role("admin"):
         query = query.where(ApiToken.user_id == principal.user_id)
-    if cursor:
-        at, last_id = decode_time_id_cursor(cursor)
-        query = query.where(or_(ApiToken.created_at < at, and_(ApiToken.created_at == at, ApiToken.id < last_id)))
-    rows = list(session.scalars(query.order_by(ApiToken.created_at.desc(), ApiToken.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return TokenPage(items=[TokenOut.model_validate(t) for t in page],
-                     next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
+    page, next_cursor = newest_first_page(session, query, ApiToken, limit=limit, cursor=cursor)
+    return TokenPage(items=[TokenOut.model_validate(t) for t in page], next_cursor=next_cursor)
 
 
 @router.delete("/{id}", status_code=204, responses=problem_responses(404))

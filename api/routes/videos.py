@@ -11,33 +11,33 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize
+from api.deps import (
+    DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, audit, authorize, idempotency_key_header, request_id,
+)
 from api.job_kinds import register_job_kind
 from api.observability import bind_context
-from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
-from api.routes.artifacts import download_link
+from api.routes.artifacts import available_download_url
 from api.schemas import JobStatus, UtcDatetime
 from api.security import Principal
-from api.uploads import StreamedUpload, sniff, stream_upload_to_store
+from api.uploads import StreamedUpload, stream_upload_to_store
 from pipelines.errors import IdempotencyConflict
 from resources.objectstore import ObjectStore, artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
-from warehouse.artifacts import sanitize_filename
-from warehouse.db import utcnow
-from warehouse.models import Artifact, AuditLog, Job
+from warehouse.artifacts import expiry, sanitize_filename
+from warehouse.models import Artifact, Job
 from warehouse.video_notes import (
     JOB_KIND,
     VideoAsset,
@@ -59,11 +59,8 @@ MEDIA_TYPES = frozenset({
 _OUTPUT_LINKS = {"transcript_json_url": "transcript.json", "srt_url": "transcript.srt", "vtt_url": "transcript.vtt",
                  "txt_url": "transcript.txt", "summary_url": "Summary.md", "highlights_url": "highlights.json"}
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-           description="Same key + same upload returns the first video; a different upload answers 409"),
-]
+IdempotencyKey = idempotency_key_header(
+    "Same key + same upload returns the first video; a different upload answers 409")
 
 
 class VideoNotesPayload(BaseModel):
@@ -101,9 +98,8 @@ class VideoOut(BaseModel):
     updated_at: UtcDatetime
 
 
-class VideoPage(BaseModel):
-    items: list[VideoOut]
-    next_cursor: str | None = None
+class VideoPage(Page[VideoOut]):
+    pass
 
 
 class SegmentOut(BaseModel):
@@ -158,10 +154,6 @@ def _is_media(store: ObjectStore, upload: StreamedUpload) -> bool:
     return len(head) > 376 and head[0] == head[188] == head[376] == 0x47
 
 
-def _link(settings: Settings, artifact: Artifact | None) -> str | None:
-    return download_link(settings, artifact).url if artifact is not None and artifact.status == "available" else None
-
-
 def video_out(session: Session, settings: Settings, video: VideoAsset, job: Job | None = None) -> VideoOut:
     if job is None:  # the newest job, which may be a backfill's (Dagster re-submits through the asset helper)
         job = next(iter(video_jobs(session, video.workspace_id, video.id)), None)
@@ -174,7 +166,7 @@ def video_out(session: Session, settings: Settings, video: VideoAsset, job: Job 
         size_bytes=video.size_bytes, sha256=video.sha256,
         duration_s=video.duration_ms / 1000 if video.duration_ms is not None else None,
         container=media.get("container"), streams=list(media.get("streams") or []), language=video.language,
-        source_url=_link(settings, source), created_at=video.created_at, updated_at=video.updated_at,
+        source_url=available_download_url(settings, source), created_at=video.created_at, updated_at=video.updated_at,
     )
 
 
@@ -192,7 +184,7 @@ def _submit(session: Session, principal: Principal, settings: Settings, request:
     return job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=JOB_KIND, payload=payload, idempotency_key=idempotency_key,
         fingerprint_payload=fingerprint, max_attempts=settings.job_max_attempts, subject_id=video_id,
-        partition_key=str(video_id), created_by=principal.user_id, request_id=getattr(request.state, "request_id", None),
+        partition_key=str(video_id), created_by=principal.user_id, request_id=request_id(request),
     )
 
 
@@ -222,21 +214,21 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, req
             return video_out(session, settings, _load(session, principal, earlier.subject_id)), False
     duplicate = video_by_sha256(session, ws, upload.sha256)
     if duplicate is None:
+        filename = sanitize_filename(upload.filename or "upload")
         try:
             with session.begin_nested():
                 job = _submit(session, principal, settings, request, video_id, options, idempotency_key, fingerprint).job
-                days = settings.retention_days("input")
                 session.add(Artifact(
                     id=artifact_id, workspace_id=ws, kind="input", storage_key=upload.key, sha256=upload.sha256,
                     size_bytes=upload.size_bytes, content_type=upload.content_type,
-                    filename=sanitize_filename(upload.filename or "upload"), job_id=job.id, asset_key="upload",
-                    expires_at=utcnow() + timedelta(days=days) if days else None,
+                    filename=filename, job_id=job.id, asset_key="upload",
+                    expires_at=expiry(settings.retention_ttl("input")),
                 ))
                 session.flush()
                 video = VideoAsset(
                     id=video_id, workspace_id=ws, input_artifact_id=artifact_id, latest_job_id=job.id,
                     sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=upload.content_type,
-                    filename=sanitize_filename(upload.filename or "upload"), created_by=principal.user_id,
+                    filename=filename, created_by=principal.user_id,
                 )
                 session.add(video)
                 session.flush()
@@ -245,10 +237,8 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, req
             if duplicate is None:
                 raise
         else:
-            session.add(AuditLog(workspace_id=ws, actor_user_id=principal.user_id, action="video.upload",
-                                 target_type="video", target_id=str(video.id),
-                                 request_id=getattr(request.state, "request_id", None),
-                                 detail={"size_bytes": upload.size_bytes, "content_type": upload.content_type}))
+            audit(session, request, principal, "video.upload", "video", str(video.id),
+                  size_bytes=upload.size_bytes, content_type=upload.content_type)
             session.flush()
             bind_context(job_id=job.id, video_id=video.id)
             return video_out(session, settings, video, job), True
@@ -291,15 +281,10 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
 @router.get("", response_model=VideoPage)
 def list_videos(principal: JobsReader, session: DbSession, settings: SettingsDep,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                cursor: Annotated[str | None, Query(max_length=512)] = None) -> VideoPage:
+                cursor: Cursor = None) -> VideoPage:
     query = select(VideoAsset).where(VideoAsset.workspace_id == principal.workspace_id)
-    if cursor:
-        at, last_id = decode_time_id_cursor(cursor)
-        query = query.where(or_(VideoAsset.created_at < at, and_(VideoAsset.created_at == at, VideoAsset.id < last_id)))
-    rows = list(session.scalars(query.order_by(VideoAsset.created_at.desc(), VideoAsset.id.desc()).limit(limit + 1)))
-    page, more = rows[:limit], len(rows) > limit
-    return VideoPage(items=[video_out(session, settings, v) for v in page],
-                     next_cursor=time_id_cursor(page[-1].created_at, page[-1].id) if more else None)
+    page, next_cursor = newest_first_page(session, query, VideoAsset, limit=limit, cursor=cursor)
+    return VideoPage(items=[video_out(session, settings, v) for v in page], next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=VideoOut, responses=problem_responses(404))
@@ -325,14 +310,14 @@ def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
     shots = json.loads(store.get_bytes(outputs["screenshots.json"].storage_key))["screenshots"] if "screenshots.json" in outputs else []
     highlights = [
         HighlightOut(rank=h.rank, start=h.start_ms / 1000, end=h.end_ms / 1000, title=h.title, score=h.score,
-                     text=h.text, screenshot_url=_link(settings, by_id.get(h.screenshot_artifact_id)),
-                     clip_url=_link(settings, by_id.get(h.clip_artifact_id)),
+                     text=h.text, screenshot_url=available_download_url(settings, by_id.get(h.screenshot_artifact_id)),
+                     clip_url=available_download_url(settings, by_id.get(h.clip_artifact_id)),
                      clip_start=h.clip_start_ms / 1000 if h.clip_start_ms is not None else None,
                      clip_end=h.clip_end_ms / 1000 if h.clip_end_ms is not None else None)
         for h in highlights_of_job(session, principal.workspace_id, job.id)
     ]
     screenshots = [ScreenshotOut(time_s=s["actual_s"], reason=s.get("reason", ""), url=url)
-                   for s in shots if (url := _link(settings, by_id.get(uuid.UUID(s["artifact_id"])))) is not None]
+                   for s in shots if (url := available_download_url(settings, by_id.get(uuid.UUID(s["artifact_id"])))) is not None]
     return NotesOut(
         video_id=video.id, job_id=job.id, language=transcript.get("language"),
         duration_s=video.duration_ms / 1000 if video.duration_ms is not None else None,
@@ -340,7 +325,7 @@ def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
         segments=[SegmentOut(id=s["id"], start=s["start"], end=s["end"], text=s["text"])
                   for s in transcript.get("segments", [])],
         highlights=highlights, screenshots=screenshots,
-        **{field: _link(settings, outputs.get(name)) for field, name in _OUTPUT_LINKS.items()},
+        **{field: available_download_url(settings, outputs.get(name)) for field, name in _OUTPUT_LINKS.items()},
     )
 
 
@@ -358,9 +343,7 @@ def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, sess
                      {"reprocess": str(video.id), **options})
     if result.created:
         video.latest_job_id = result.job.id
-        session.add(AuditLog(workspace_id=principal.workspace_id, actor_user_id=principal.user_id,
-                             action="video.reprocess", target_type="video", target_id=str(video.id),
-                             request_id=getattr(request.state, "request_id", None), detail={}))
+        audit(session, request, principal, "video.reprocess", "video", str(video.id))
         session.flush()
     out = video_out(session, settings, video, result.job)
     return JSONResponse(out.model_dump(mode="json"), status_code=202 if result.created else 200)

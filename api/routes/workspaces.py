@@ -13,24 +13,14 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, WorkspaceReader, authorize
-from api.pagination import decode_time_id_cursor, time_id_cursor
+from api.deps import DbSession, WorkspaceReader, audit, authorize
+from api.pagination import Cursor, decode_time_id_cursor, time_id_cursor
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import MemberCreate, MemberOut, MemberPage, MemberUpdate, WorkspaceOut
-from api.security import Principal
 from warehouse.db import is_postgres
-from warehouse.models import AppUser, AuditLog, Membership, Workspace
+from warehouse.models import AppUser, Membership, Workspace
 
 router = APIRouter(prefix="/v1/workspace", tags=["workspace"], responses=problem_responses(401, 403, 422))
-
-
-def audit(session: Session, request: Request, principal: Principal, action: str, target_type: str,
-          target_id: str | None, **detail) -> None:
-    session.add(AuditLog(
-        workspace_id=principal.workspace_id, actor_user_id=principal.user_id, action=action,
-        target_type=target_type, target_id=target_id, request_id=getattr(request.state, "request_id", None),
-        detail=detail,
-    ))
 
 
 def _member_out(membership: Membership, user: AppUser) -> MemberOut:
@@ -76,7 +66,7 @@ def list_members(
     principal: WorkspaceReader,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Cursor = None,
 ) -> MemberPage:
     query = (select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
              .where(Membership.workspace_id == principal.workspace_id))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -303,12 +302,3 @@ class ReportWriter:
               sha256: str = "", extra: dict[str, Any] | None = None) -> None:
         cells = [row, status, error_code, error, output_filename, sha256] + [(extra or {}).get(c, "") for c in self.extra]
         self.writer.writerow([defang(c) for c in cells])
-
-
-def report_csv(rows: Iterable[dict[str, Any]]) -> str:
-    """The whole report as text, for small runs and tests."""
-    buffer = io.StringIO()
-    writer = ReportWriter(buffer)
-    for r in rows:
-        writer.write(**{k: r.get(k, "") for k in REPORT_COLUMNS})
-    return buffer.getvalue()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from pipelines.video_notes.transcript import Segment, Transcript
 
@@ -209,7 +208,3 @@ def parse_vtt(text: str) -> list[Cue]:
     if not text.lstrip("\ufeff").startswith("WEBVTT"):
         raise ValueError("A WebVTT file starts with 'WEBVTT'")
     return _parse_blocks(text)
-
-
-def cues_as_dicts(cues: list[Cue]) -> list[dict[str, Any]]:
-    return [{"start": c.start, "end": c.end, "text": c.text} for c in cues]

@@ -11,16 +11,25 @@ Two ways to write it, same Markdown layout:
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipelines.video_notes.extractive import (
+    SentenceModel,
+    chapter_starts,
+    content_words,
+    is_topic_statement,
+    stem,
+    title_case,
+)
 from pipelines.video_notes.formats import clock
 from pipelines.video_notes.frames import Screenshot
-from pipelines.video_notes.highlights import Highlight, content_words, segment_scores
+from pipelines.video_notes.highlights import Highlight
+from pipelines.video_notes.sentences import split_sentences
 from pipelines.video_notes.transcript import Transcript
 
 PROMPT_VERSION = "summary_v1"
@@ -134,40 +143,151 @@ def _render_highlights(highlights: Sequence[Highlight], screenshots: Sequence[Sc
 
 
 # -- extractive -------------------------------------------------------------------------------------------------
-def _chapters(transcript: Transcript, scores: list[float]) -> list[tuple[str, str]]:
-    segments = [s for s in transcript.segments if s.text.strip()]
-    count = max(1, min(8, round(transcript.duration / 180)))
-    span = max(transcript.duration / count, 1e-6)
-    groups: list[list[int]] = [[] for _ in range(count)]
-    for index, segment in enumerate(segments):
-        groups[min(count - 1, int(segment.start / span))].append(index)
-    chapters = []
-    for group in (g for g in groups if g):
-        words = Counter(w for i in group for w in content_words(segments[i].text))
-        name = ", ".join(w for w, _ in words.most_common(3)).capitalize() or segments[group[0]].text[:40]
-        chapters.append((clock(segments[group[0]].start), name))
-    return chapters
+EXTRACTIVE_BANNER = (
+    "Extractive summary: the overview and key points are sentences quoted verbatim from the transcript, chosen "
+    "for how central and informative they are; the title is a phrase quoted from it (or its top keywords), and "
+    "chapters are named by their most distinctive keywords. No language model was used."
+)
+
+
+def key_point_count(duration: float) -> int:
+    """3 for a minute or less, about 7 for ten minutes, 10 from an hour."""
+    minutes = max(duration, 60.0) / 60.0
+    return max(3, min(10, round(3 + 1.2 * math.log2(minutes))))
+
+
+def overview_count(duration: float) -> int:
+    return 1 if duration < 180 else 2 if duration < 1200 else 3
+
+
+def _pick(model: SentenceModel, count: int, among: Sequence[int] | None = None, exclude: Sequence[int] = ()) -> list[int]:
+    """The best ``count`` sentences (of ``among``), skipping filler and near-repeats of one already chosen."""
+    scores = model.scores
+    floor = 0.15 * float(scores.max()) if len(scores) else 0.0
+    pool = range(len(scores)) if among is None else among
+    taken = list(exclude)
+    picked: list[int] = []
+    for i in sorted(pool, key=lambda i: (-float(scores[i]), i)):
+        if len(picked) >= count:
+            break
+        if i in taken or scores[i] <= floor or model.is_filler(i):
+            continue
+        if any(model.similarity[i, j] > 0.6 or model.sentences[i].text == model.sentences[j].text for j in taken):
+            continue
+        picked.append(i)
+        taken.append(i)
+    return sorted(picked)
+
+
+def _quotas(count: int, sizes: list[int]) -> list[int]:
+    """``count`` split over chapters in proportion to their sentence counts (largest remainders, ties to the earlier)."""
+    total = sum(sizes) or 1
+    exact = [count * size / total for size in sizes]
+    quotas = [int(x) for x in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: (-(exact[i] - quotas[i]), i))[: count - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
+
+
+def _overview(model: SentenceModel, groups: list[list[int]], count: int) -> list[int]:
+    """The top sentences, preferring one per chapter so a multi-topic video is not summarised by its first topic."""
+    heads = [ids[0] for ids in (_pick(model, 1, among=group) for group in groups) if ids]
+    heads = sorted(heads, key=lambda i: (-float(model.scores[i]), i))[:count]
+    chosen = sorted(heads + _pick(model, count - len(heads), exclude=heads))
+    return chosen or [int(model.scores.argmax())]
+
+
+def _key_points(model: SentenceModel, groups: list[list[int]], count: int, overview: list[int]) -> list[int]:
+    """Top sentences per chapter (in proportion to its length), then the best of the rest; never the overview's."""
+    picked: list[int] = []
+    for group, quota in zip(groups, _quotas(count, [len(g) for g in groups])):
+        picked += _pick(model, quota, among=group, exclude=overview + picked)
+    picked += _pick(model, count - len(picked), exclude=overview + picked)
+    return sorted(picked)  # may be empty: a sentence already in the overview is not repeated
+
+
+def _title(model: SentenceModel, duration: float, chapter_keywords: list[list[str]]) -> str:
+    """A phrase quoted from a high-scoring sentence that names the video's main keywords, else those keywords.
+
+    With several chapters the fallback names the first keyword of each (the three longest), since the video's
+    overall top words would all come from its longest topic.
+    """
+    everything = range(len(model.sentences))
+    weights = model.keyword_weights(everything)
+    top_units = set(sorted(weights, key=lambda u: (-weights[u]))[:6])
+    best: tuple[float, str] | None = None
+    for i in _pick(model, 5):
+        phrase = model.key_phrase(i, weights, max_words=12)
+        covered = {stem(w) for w in content_words(phrase)} & top_units
+        # Openings tend to state the topic ("In this talk ..."): a bonus for the first fifth and for cue phrases.
+        early = 1.2 if duration > 0 and model.sentences[i].start <= 0.2 * duration else 1.0
+        cue = 1.5 if is_topic_statement(model.sentences[i].text) else 1.0
+        rank = len(covered) * early * cue * float(model.scores[i])
+        if len(covered) >= 2 and (len(chapter_keywords) == 1 or cue > 1) and (best is None or rank > best[0]):
+            best = (rank, phrase)
+    if best is not None:
+        return best[1]
+    if len(chapter_keywords) > 1:
+        keywords = list(dict.fromkeys(k[0] for k in chapter_keywords if k))[:3]
+    else:
+        keywords = model.top_keywords(everything, 3)
+    if not keywords:
+        return "Video notes"
+    listed = keywords[0] if len(keywords) == 1 else ", ".join(keywords[:-1]) + " and " + keywords[-1]
+    return f"Notes: {listed}"
+
+
+def _chapter_groups(model: SentenceModel, duration: float) -> list[list[int]]:
+    starts = chapter_starts(model, duration)
+    return [list(range(a, b)) for a, b in zip(starts, starts[1:] + [len(model.sentences)])]
+
+
+def _chapter_keywords(model: SentenceModel, groups: list[list[int]]) -> list[list[str]]:
+    return [
+        model.top_keywords(group, 3, max_words=4, others=[g for g in groups if g is not group])
+        for group in groups
+    ]
+
+
+def _clip_words(text: str, words: int) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + ("…" if len(parts) > words else "")
+
+
+def _cite(model: SentenceModel, i: int) -> str:
+    return clock(model.sentences[i].start)
+
+
+def _quote(model: SentenceModel, i: int) -> str:
+    """The sentence verbatim, its first letter capitalised (a piece cut at a pause may start mid-sentence)."""
+    text = model.sentences[i].text
+    return text[:1].upper() + text[1:]
 
 
 def extractive_summary(
     transcript: Transcript, highlights: Sequence[Highlight] = (), screenshots: Sequence[Screenshot] = ()
 ) -> SummaryResult:
-    segments = [s for s in transcript.segments if s.text.strip()]
-    scores = segment_scores(segments)
-    ranked = sorted(range(len(segments)), key=lambda i: (-scores[i], i))
-    key = sorted(ranked[: min(5, len(segments))])
-    title = highlights[0].title if highlights else segments[ranked[0]].text[:70]
-    overview_ids = sorted(ranked[:2])
-    overview = " ".join(segments[i].text.strip() for i in overview_ids)
+    sentences = split_sentences(transcript)
+    if not sentences:
+        return no_speech_summary(transcript.duration, screenshots)
+    model = SentenceModel(sentences)
+    duration = max(transcript.duration, sentences[-1].end)
+    groups = _chapter_groups(model, duration)
+    keywords = _chapter_keywords(model, groups)
+    overview_ids = _overview(model, groups, overview_count(duration))
+    key_ids = _key_points(model, groups, key_point_count(duration), overview_ids)
+    chapters = [
+        (_cite(model, group[0]), title_case(", ".join(words)) if words else _clip_words(sentences[group[0]].text, 6))
+        for group, words in zip(groups, keywords)
+    ]
     markdown = _render(
-        title=title,
-        overview=overview,
-        key_points=[(segments[i].text, [clock(segments[i].start)]) for i in key],
-        chapters=_chapters(transcript, scores),
+        title=_title(model, duration, keywords),
+        overview=" ".join(f"{_quote(model, i)} [{_cite(model, i)}]" for i in overview_ids),
+        key_points=[(_quote(model, i), [_cite(model, i)]) for i in key_ids],
+        chapters=chapters,
         highlights=highlights,
         screenshots=screenshots,
-        banner="Extractive summary: sentences quoted verbatim from the transcript, chosen by keyword density. "
-        "No language model was used.",
+        banner=EXTRACTIVE_BANNER,
     )
     return SummaryResult(markdown, "extractive", None, None)
 
