@@ -7,13 +7,14 @@ here, so no handler ever answers with a bare ``{"detail": ...}``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import KilnError
@@ -43,7 +44,13 @@ _STATUS_CODES = {
 
 
 class Problem(BaseModel):
-    """The problem document (documented in OpenAPI for every error response)."""
+    """The problem document (documented in OpenAPI for every error response).
+
+    RFC 9457 extension members beyond these fields may appear (e.g. ``job_id`` of an idempotency
+    conflict); clients ignore the ones they do not know.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     type: str
     title: str
@@ -52,6 +59,8 @@ class Problem(BaseModel):
     code: str
     errors: list[dict[str, Any]] | None = None
     request_id: str | None = None
+    missing: list[str] | None = Field(
+        default=None, description="The missing columns or fields (missing_columns, missing_fields, ...)")
 
 
 class ApiProblem(Exception):
@@ -104,6 +113,47 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
 
 
+# The members every problem carries; a KilnError's extras never replace them.
+_RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "request_id", "errors"})
+_MAX_EXTRA_MEMBERS = 16
+_MAX_LIST_ITEMS = 100
+_MAX_STRING_CHARS = 1000
+
+
+def _safe_simple(value: Any) -> tuple[bool, Any]:
+    """(is it a JSON-safe simple value?, the value with long strings cut)."""
+    if isinstance(value, str):
+        return True, value[:_MAX_STRING_CHARS]
+    if value is None or isinstance(value, bool | int):
+        return True, value
+    if isinstance(value, float):
+        return math.isfinite(value), value  # JSON has no NaN or infinity
+    return False, None
+
+
+def kiln_error_extensions(extra: dict[str, Any]) -> dict[str, Any]:
+    """The extension members a KilnError's ``extra`` contributes to its problem document.
+
+    Only simple JSON values (str, int, float, bool, None) and lists of them pass, capped in count
+    and size; exceptions, objects, dicts and nested lists are dropped, so nothing internal leaks.
+    """
+    members: dict[str, Any] = {}
+    for name, value in extra.items():
+        if len(members) >= _MAX_EXTRA_MEMBERS:
+            break
+        if not isinstance(name, str) or name in _RESERVED_MEMBERS or not name.isidentifier():
+            continue
+        if isinstance(value, list | tuple):
+            items = [_safe_simple(item) for item in value[:_MAX_LIST_ITEMS]]
+            if all(ok for ok, _ in items):
+                members[name] = [item for _, item in items]
+            continue
+        ok, safe = _safe_simple(value)
+        if ok:
+            members[name] = safe
+    return members
+
+
 def _json_safe_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     safe = []
     for err in errors:
@@ -128,10 +178,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _kiln_error(request: Request, exc: KilnError) -> JSONResponse:
         if exc.http_status >= 500:
             _log.error("kiln_error", code=exc.code, error=exc.message)
-        # Only JSON-safe scalar extras are echoed (e.g. the job_id of an idempotency conflict).
-        extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool)}
+        # Simple extras become extension members (the job_id of an idempotency conflict, the
+        # `missing` columns of missing_columns, ...).
         return problem_response(
-            exc.http_status, exc.code, exc.message, title=exc.title, request=request, **extra
+            exc.http_status, exc.code, exc.message, title=exc.title, request=request,
+            **kiln_error_extensions(exc.extra),
         )
 
     @app.exception_handler(RequestValidationError)

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, computed_field
 
 from api.pagination import Page
 
@@ -87,6 +87,16 @@ class TokenOut(_Out):
     revoked_at: UtcDatetime | None = None
     last_used_at: UtcDatetime | None = None
     created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+    @computed_field(description="active, revoked (revoked_at is set) or expired (expires_at has passed)")
+    @property
+    def status(self) -> Literal["active", "revoked", "expired"]:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
+            return "expired"
+        return "active"
 
 
 class TokenCreated(TokenOut):
@@ -152,6 +162,7 @@ class ArtifactOut(_Out):
     job_id: uuid.UUID | None = None
     asset_key: str | None = None
     created_at: UtcDatetime
+    updated_at: UtcDatetime
     expires_at: UtcDatetime | None = None
     download_url: str | None = Field(default=None, description="A ready signed link (None once deleted)")
     download_url_expires_at: UtcDatetime | None = None

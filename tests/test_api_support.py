@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from api.main import create_app
 from api.security import create_api_token
@@ -108,6 +109,21 @@ def api(request, db_url, tmp_path) -> Iterator[ApiEnv]:
         yield ApiEnv(app, client, settings, store, system, log)
     system.dispose()
     app.state.engine.dispose()
+
+
+@contextmanager
+def counted_statements(engine: Engine) -> Iterator[list[str]]:
+    """Every SQL statement ``engine`` sends while the block runs (to show a list page's query count is flat)."""
+    statements: list[str] = []
+
+    def _record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", _record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", _record)
 
 
 def path_of(url: str) -> str:

@@ -122,6 +122,8 @@ def test_source_url_is_fetched_by_the_worker_from_an_allow_listed_host(api, db_u
 
     r = _submit_url(api, owner, template_id, sheet_server.url("/pub-redirect"))
     assert r.status_code == 202, r.text
+    # The sheet's address comes back as plain data: `*_url` fields are only ever signed download links.
+    assert r.json()["source_address"] == sheet_server.url("/pub-redirect") and "source_url" not in r.json()
     assert sheet_server.requests == [], "the API only checks the host; the worker fetches"
     with dg.instance_for_test() as instance:
         ((_, result),) = run_bulk_cycle(instance, _resources(api, db_url))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import uuid
 import io
 import zipfile
 
@@ -12,7 +13,9 @@ import pytest
 from resources.dagster_resources import DatabaseResource
 from tests.corpus import expected
 from tests.documents_product_support import CSV_DIR, DOCX_DIR, docx_text, name_email_template, run_bulk_cycle
-from tests.test_api_support import api, path_of  # noqa: F401 - fixture
+from tests.test_api_support import api, counted_statements, path_of  # noqa: F401 - fixture
+from warehouse.db import system_session
+from warehouse.documents import BulkRun
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -91,6 +94,8 @@ def test_single_fill_docx_escapes_values_and_lists_missing_fields(api):
     url = f"/v1/templates/{template_id}/render"
     r = api.client.post(url, headers=owner.headers, json={"values": {"name": "Ann"}})
     assert r.status_code == 422 and r.json()["code"] == "missing_fields" and r.json()["missing"] == ["email"]
+    r = api.client.post(url, headers=owner.headers, json={"values": {}})
+    assert r.status_code == 422 and r.json()["code"] == "missing_fields" and r.json()["missing"] == ["email", "name"]
     evil = '</w:t></w:r><w:r><w:t>INJECTED & <b>'
     r = api.client.post(url, headers=owner.headers, json={"values": {"name": evil, "email": "a@b.c"}})
     assert r.status_code == 200 and r.headers["content-type"] == DOCX
@@ -158,6 +163,9 @@ def test_bulk_submit_checks_columns_and_source_urls_first(api):
     url = f"/v1/templates/{template_id}/bulk-runs"
     r = api.client.post(url, headers=owner.headers, files={"file": ("c.csv", b"name,phone\nAnn,1\n", "text/csv")})
     assert r.status_code == 422 and r.json()["code"] == "missing_columns" and r.json()["missing"] == ["email"]
+    assert r.json()["type"].endswith("/missing_columns") and "email" in r.json()["detail"]
+    r = api.client.post(url, headers=owner.headers, files={"file": ("c.csv", b"phone\n1\n", "text/csv")})
+    assert r.status_code == 422 and r.json()["missing"] == ["email", "name"]
     r = api.client.post(url, headers=owner.headers, data={"filename_pattern": "{surname}"},
                         files={"file": ("c.csv", b"name,email\nAnn,a@b\n", "text/csv")})
     assert r.status_code == 422 and r.json()["code"] == "invalid_filename_pattern"
@@ -186,3 +194,41 @@ def test_bulk_run_both_formats_goes_to_the_libreoffice_pool(api, db_url):
         assert z.read("Bob.pdf").startswith(b"%PDF-")
     report = list(csv.DictReader(io.StringIO(api.client.get(path_of(done["report_url"])).content.decode("utf-8-sig"))))
     assert [r["pdf_filename"] for r in report] == ["Ann.pdf", "ann-2.pdf", "Bob.pdf"]
+
+
+def _list_cost(api, tenant, path: str, limit: int) -> tuple[list[dict], int]:
+    """A list page's items and the SQL statements its request sent."""
+    with counted_statements(api.app.state.engine) as statements:
+        r = api.client.get(f"{path}?limit={limit}", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    return r.json()["items"], len(statements)
+
+
+def test_bulk_run_and_template_lists_cost_the_same_queries_for_1_or_20_items(api):
+    owner = api.tenant()
+    template_id = upload(api, owner, name_email_template()).json()["id"]
+    run_ids = [api.client.post(f"/v1/templates/{template_id}/bulk-runs", headers=owner.headers,
+                               files={"file": ("p.csv", b"name,email\nAnn,a@x.test\n", "text/csv")}).json()["id"]
+               for _ in range(20)]
+    outputs = {run_id: (api.artifact(owner), api.artifact(owner)) for run_id in run_ids}
+    with system_session(api.system) as s:  # finished outputs, so every item signs its links
+        for run_id, (zip_id, report_id) in outputs.items():
+            run = s.get(BulkRun, uuid.UUID(run_id))
+            run.zip_artifact_id, run.report_artifact_id = zip_id, report_id
+    for _ in range(19):
+        upload(api, owner, name_email_template())
+    api.client.get("/v1/bulk-runs?limit=1", headers=owner.headers)  # warm-up: token bookkeeping happens once
+
+    one, one_cost = _list_cost(api, owner, "/v1/bulk-runs", 1)
+    twenty, twenty_cost = _list_cost(api, owner, "/v1/bulk-runs", 20)
+    assert (len(one), len(twenty)) == (1, 20)
+    assert twenty_cost == one_cost, "a bulk-run page must load its jobs, versions and artifacts in bulk"
+    assert [item["id"] for item in twenty] == run_ids[::-1]
+    assert all(item["zip_url"] and item["report_url"] and item["template_id"] == template_id
+               and item["source_address"] is None and "source_url" not in item for item in twenty)
+
+    one, one_cost = _list_cost(api, owner, "/v1/templates", 1)
+    twenty, twenty_cost = _list_cost(api, owner, "/v1/templates", 20)
+    assert (len(one), len(twenty)) == (1, 20)
+    assert twenty_cost == one_cost, "a template page must load its versions and fields in bulk"
+    assert all([f["name"] for f in t["latest_version"]["fields"]] == ["email", "name"] for t in twenty)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.corpus import PUBLIC
-from tests.test_api_support import api, path_of  # noqa: F401 - fixture
+from tests.test_api_support import api, counted_statements, path_of  # noqa: F401 - fixture
 from warehouse.db import system_session
 from warehouse.models import Artifact, Job
 from warehouse.video_notes import VideoAsset
@@ -104,6 +104,29 @@ def test_list_is_keyset_paginated_newest_first(api):  # noqa: F811
     rest = api.client.get(f"/v1/videos?limit=2&cursor={page['next_cursor']}", headers=owner.headers).json()
     assert [v["id"] for v in page["items"] + rest["items"]] == ids[::-1] and rest["next_cursor"] is None
     assert api.client.get("/v1/videos", headers=api.tenant().headers).json()["items"] == []
+
+
+def test_list_costs_the_same_queries_for_1_or_20_videos_and_shows_each_newest_job(api):  # noqa: F811
+    owner = api.tenant()
+    videos = [_upload(api, owner, data=NO_AUDIO.read_bytes() + bytes([i]), filename=f"v{i}.mp4").json()
+              for i in range(20)]
+    with system_session(api.system) as s:  # one video has been reprocessed: its newest job is the one to show
+        s.get(Job, uuid.UUID(videos[0]["job_id"])).status = "failed"
+    newest = api.client.post(f"/v1/videos/{videos[0]['id']}/reprocess", headers=owner.headers).json()["job_id"]
+    api.client.get("/v1/videos?limit=1", headers=owner.headers)  # warm-up: token bookkeeping happens once
+
+    def page(limit: int) -> tuple[list[dict], int]:
+        with counted_statements(api.app.state.engine) as statements:
+            r = api.client.get(f"/v1/videos?limit={limit}", headers=owner.headers)
+        return r.json()["items"], len(statements)
+
+    (one, one_cost), (twenty, twenty_cost) = page(1), page(20)
+    assert (len(one), len(twenty)) == (1, 20)
+    assert twenty_cost == one_cost, "a video page must load its jobs and uploads in bulk"
+    by_id = {v["id"]: v for v in twenty}
+    assert by_id[videos[0]["id"]]["job_id"] == newest and by_id[videos[0]["id"]]["status"] == "queued"
+    assert all(by_id[v["id"]]["job_id"] == v["job_id"] for v in videos[1:])
+    assert all(path_of(v["source_url"]).startswith("/v1/downloads/") for v in twenty)
 
 
 def test_reprocess_queues_a_new_job_once_the_last_finished(api):  # noqa: F811

@@ -107,7 +107,7 @@ def test_video_without_audio_gets_screenshots_and_a_no_speech_summary(world):
     notes = world.get(f"/v1/videos/{r.json()['id']}/notes").json()
     assert "no audio track" in notes["summary_markdown"]
     assert notes["segments"] == [] and notes["highlights"] == []
-    assert notes["screenshots"] and world.get(notes["screenshots"][0]["url"]).content[:3] == b"\xff\xd8\xff"
+    assert notes["screenshots"] and world.get(notes["screenshots"][0]["screenshot_url"]).content[:3] == b"\xff\xd8\xff"
 
 
 def test_corrupt_media_fails_the_job_as_invalid_media_and_keeps_the_upload(world):

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,6 @@ from api.schemas import UtcDatetime
 from api.uploads import StreamedUpload, stream_upload_to_store
 from assets.documents_bulk import KIND
 from assets.documents_source import check_fetch_allowed
-from pipelines.documents.errors import MissingColumns
 from pipelines.documents.tabular import check_columns, iter_rows, pattern_fields
 from resources.objectstore import artifact_key
 from resources.settings import Settings
@@ -56,11 +55,13 @@ class BulkRunOut(BaseModel):
     job_status: str
     format: Literal["docx", "pdf", "both"]
     filename_pattern: str
-    source_url: str | None = None
+    source_address: str | None = Field(
+        default=None, description="The published CSV export address the run reads (the request's source_url); "
+        "not a download link")
     total_rows: int | None
     succeeded_rows: int
     failed_rows: int
-    progress: int
+    progress: int = Field(ge=0, le=100)
     error_code: str | None = None
     error_message: str | None = None
     zip_url: str | None = None
@@ -85,6 +86,7 @@ class BulkRowOut(BaseModel):
     attempts: int
     docx_url: str | None = None
     pdf_url: str | None = None
+    updated_at: UtcDatetime = Field(description="When the row's outcome was last written")
 
 
 class BulkRowPage(Page[BulkRowOut]):
@@ -100,17 +102,37 @@ def load_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> Bu
     return run
 
 
-def _link(session: Session, settings: Settings, workspace_id: uuid.UUID, artifact_id: uuid.UUID | None) -> str | None:
-    if artifact_id is None:
-        return None
-    artifact = session.scalar(select(Artifact).where(Artifact.workspace_id == workspace_id, Artifact.id == artifact_id))
-    return available_download_url(settings, artifact)
+def _available_artifacts(session: Session, workspace_id: uuid.UUID, ids) -> dict[uuid.UUID, Artifact]:
+    """The available artifacts among ``ids``, by id: one query however many ids."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {a.id: a for a in session.scalars(select(Artifact).where(
+        Artifact.workspace_id == workspace_id, Artifact.id.in_(wanted), Artifact.status == "available"))}
+
+
+def runs_out(session: Session, settings: Settings, runs: list[BulkRun]) -> list[BulkRunOut]:
+    """The answers for ``runs`` (one workspace's) in three queries, whatever their number: their jobs,
+    their template versions and their artifacts are each loaded in one go."""
+    if not runs:
+        return []
+    workspace_id = runs[0].workspace_id
+    jobs = {j.id: j for j in session.scalars(select(Job).where(
+        Job.workspace_id == workspace_id, Job.id.in_({r.job_id for r in runs})))}
+    versions = {v.id: v for v in session.scalars(select(TemplateVersion).where(
+        TemplateVersion.workspace_id == workspace_id,
+        TemplateVersion.id.in_({r.template_version_id for r in runs})))}
+    artifacts = _available_artifacts(session, workspace_id,
+                                     [a for r in runs for a in (r.zip_artifact_id, r.report_artifact_id)])
+    return [_run_out(settings, run, jobs[run.job_id], versions[run.template_version_id], artifacts) for run in runs]
 
 
 def run_out(session: Session, settings: Settings, run: BulkRun) -> BulkRunOut:
-    job = session.scalar(select(Job).where(Job.workspace_id == run.workspace_id, Job.id == run.job_id))
-    version = session.scalar(select(TemplateVersion).where(TemplateVersion.workspace_id == run.workspace_id,
-                                                           TemplateVersion.id == run.template_version_id))
+    return runs_out(session, settings, [run])[0]
+
+
+def _run_out(settings: Settings, run: BulkRun, job: Job, version: TemplateVersion,
+             artifacts: dict[uuid.UUID, Artifact]) -> BulkRunOut:
     # While the job is not done, its state (queued, retrying, failed, canceled) is the run's news; so is
     # "running" or "succeeded" while the run row still says "queued".
     status = run.status if job.status in ("succeeded", "running") and run.status != "queued" else job.status
@@ -120,10 +142,11 @@ def run_out(session: Session, settings: Settings, run: BulkRun) -> BulkRunOut:
     return BulkRunOut(
         id=run.id, job_id=run.job_id, template_id=version.template_id, template_version=version.version,
         status=status, job_status=job.status, format=run.output_format, filename_pattern=run.filename_pattern,
-        source_url=run.source_url, total_rows=run.total_rows, succeeded_rows=run.succeeded_rows,
-        failed_rows=run.failed_rows, progress=progress, error_code=job.error_code, error_message=job.error_message,
-        zip_url=_link(session, settings, run.workspace_id, run.zip_artifact_id),
-        report_url=_link(session, settings, run.workspace_id, run.report_artifact_id),
+        source_address=run.source_url, total_rows=run.total_rows, succeeded_rows=run.succeeded_rows,
+        failed_rows=run.failed_rows, progress=max(0, min(100, progress)), error_code=job.error_code,
+        error_message=job.error_message,
+        zip_url=available_download_url(settings, artifacts.get(run.zip_artifact_id)),
+        report_url=available_download_url(settings, artifacts.get(run.report_artifact_id)),
         created_at=run.created_at, updated_at=run.updated_at)
 
 
@@ -208,10 +231,7 @@ def _create(session, principal, settings, store, request, version, run_id, artif
     if upload is not None and source_url is not None:
         raise ApiProblem(422, "ambiguous_input", "Send either a file or a source_url, not both.")
     if upload is not None:
-        try:
-            _check_spreadsheet(store, upload, required, pattern)
-        except MissingColumns as exc:
-            raise ApiProblem(422, "missing_columns", exc.message, missing=exc.extra.get("missing", [])) from None
+        _check_spreadsheet(store, upload, required, pattern)  # MissingColumns -> 422 listing `missing`
     else:
         check_fetch_allowed(source_url, settings)
     fingerprint = {"template_version_id": str(version.id), "format": fmt, "filename_pattern": pattern,
@@ -245,7 +265,7 @@ def list_bulk_runs(principal: JobsReader, session: DbSession, settings: Settings
                    cursor: Cursor = None) -> BulkRunPage:
     query = select(BulkRun).where(BulkRun.workspace_id == principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, BulkRun, limit=limit, cursor=cursor)
-    return BulkRunPage(items=[run_out(session, settings, r) for r in page], next_cursor=next_cursor)
+    return BulkRunPage(items=runs_out(session, settings, page), next_cursor=next_cursor)
 
 
 @router.get("/bulk-runs/{id}", response_model=BulkRunOut, responses=problem_responses(404))
@@ -264,9 +284,8 @@ def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
         query = query.where(BulkRow.status == status)
     page, next_cursor = ascending_int_page(session, query, BulkRow.row_index, cursor_field="row", limit=limit,
                                            cursor=cursor)
-    ids = {a for r in page for a in (r.docx_artifact_id, r.pdf_artifact_id) if a}
-    artifacts = {a.id: a for a in session.scalars(select(Artifact).where(
-        Artifact.workspace_id == principal.workspace_id, Artifact.id.in_(ids), Artifact.status == "available"))} if ids else {}
+    artifacts = _available_artifacts(session, principal.workspace_id,
+                                     [a for r in page for a in (r.docx_artifact_id, r.pdf_artifact_id)])
 
     def url(artifact_id):
         return available_download_url(settings, artifacts.get(artifact_id))
@@ -274,7 +293,7 @@ def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
     items = [BulkRowOut(row=r.row_index, status=r.status, error_code=r.error_code, error_message=r.error_message,
                         docx_filename=r.docx_filename, pdf_filename=r.pdf_filename, docx_sha256=r.docx_sha256,
                         pdf_sha256=r.pdf_sha256, attempts=r.attempts, docx_url=url(r.docx_artifact_id),
-                        pdf_url=url(r.pdf_artifact_id)) for r in page]
+                        pdf_url=url(r.pdf_artifact_id), updated_at=r.updated_at) for r in page]
     return BulkRowPage(items=items, next_cursor=next_cursor)
 
 

@@ -26,7 +26,7 @@ from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime
 from api.uploads import stream_upload_to_store
-from pipelines.documents.errors import MissingFields, TemplateInvalid
+from pipelines.documents.errors import TemplateInvalid
 from pipelines.documents.fields import analyze_template
 from pipelines.documents.render import PreparedTemplate, prepare_template, render_docx
 from pipelines.documents.validation import validate_docx
@@ -102,10 +102,18 @@ def load_version(session: Session, template: Template, version: int | None = Non
     return found
 
 
-def version_out(session: Session, version: TemplateVersion) -> TemplateVersionOut:
-    fields = session.scalars(select(TemplateField).where(
-        TemplateField.workspace_id == version.workspace_id, TemplateField.template_version_id == version.id
-    ).order_by(TemplateField.position)).all()
+def _fields_by_version(session: Session, workspace_id: uuid.UUID,
+                       version_ids: set[uuid.UUID]) -> dict[uuid.UUID, list[TemplateField]]:
+    by_version: dict[uuid.UUID, list[TemplateField]] = {v: [] for v in version_ids}
+    if version_ids:
+        for f in session.scalars(select(TemplateField).where(
+                TemplateField.workspace_id == workspace_id, TemplateField.template_version_id.in_(version_ids)
+        ).order_by(TemplateField.template_version_id, TemplateField.position)):
+            by_version[f.template_version_id].append(f)
+    return by_version
+
+
+def _version_out(version: TemplateVersion, fields: list[TemplateField]) -> TemplateVersionOut:
     return TemplateVersionOut(
         id=version.id, template_id=version.template_id, version=version.version,
         content_sha256=version.content_sha256, size_bytes=version.size_bytes, filename=version.filename,
@@ -115,11 +123,37 @@ def version_out(session: Session, version: TemplateVersion) -> TemplateVersionOu
         created_at=version.created_at)
 
 
+def version_out(session: Session, version: TemplateVersion) -> TemplateVersionOut:
+    fields = _fields_by_version(session, version.workspace_id, {version.id})[version.id]
+    return _version_out(version, fields)
+
+
+def templates_out(session: Session, templates: list[Template]) -> list[TemplateOut]:
+    """The answers for ``templates`` (one workspace's) in two queries, whatever their number: their latest
+    versions, then those versions' fields."""
+    if not templates:
+        return []
+    workspace_id = templates[0].workspace_id
+    wanted = {t.id: t.latest_version for t in templates if t.latest_version}
+    latest: dict[uuid.UUID, TemplateVersion] = {}
+    if wanted:
+        for v in session.scalars(select(TemplateVersion).join(Template, (Template.workspace_id == TemplateVersion
+                                 .workspace_id) & (Template.id == TemplateVersion.template_id)).where(
+                TemplateVersion.workspace_id == workspace_id, TemplateVersion.template_id.in_(wanted),
+                TemplateVersion.version == Template.latest_version)):
+            latest[v.template_id] = v
+    fields = _fields_by_version(session, workspace_id, {v.id for v in latest.values()})
+    out = []
+    for t in templates:
+        version = latest.get(t.id)
+        latest_out = _version_out(version, fields[version.id]) if version is not None else None
+        out.append(TemplateOut(id=t.id, name=t.name, status=latest_out.status if latest_out else None,
+                               latest_version=latest_out, created_at=t.created_at, updated_at=t.updated_at))
+    return out
+
+
 def template_out(session: Session, template: Template) -> TemplateOut:
-    latest = load_version(session, template) if template.latest_version else None
-    latest_out = version_out(session, latest) if latest else None
-    return TemplateOut(id=template.id, name=template.name, status=latest_out.status if latest_out else None,
-                       latest_version=latest_out, created_at=template.created_at, updated_at=template.updated_at)
+    return templates_out(session, [template])[0]
 
 
 async def _receive_docx(request: Request, store: ObjectStore, settings: Settings, workspace_id: uuid.UUID,
@@ -217,7 +251,7 @@ def list_templates(principal: JobsReader, session: DbSession,
                    cursor: Cursor = None) -> TemplatePage:
     query = select(Template).where(Template.workspace_id == principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, Template, limit=limit, cursor=cursor)
-    return TemplatePage(items=[template_out(session, t) for t in page], next_cursor=next_cursor)
+    return TemplatePage(items=templates_out(session, page), next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=TemplateOut, responses=problem_responses(404))
@@ -283,10 +317,7 @@ def render(id: uuid.UUID, body: RenderRequest, principal: JobsReader, session: D
     key = session.scalar(select(Artifact.storage_key).where(
         Artifact.workspace_id == principal.workspace_id, Artifact.id == version.artifact_id))
     prepared = prepared_template(store, key)
-    try:
-        docx = render_docx(prepared, body.values)
-    except MissingFields as exc:
-        raise ApiProblem(422, "missing_fields", exc.message, missing=exc.extra.get("missing", [])) from None
+    docx = render_docx(prepared, body.values)  # MissingFields -> 422 missing_fields listing `missing`
     stem = PurePath(version.filename).stem or "document"
     if body.format == "docx":
         return Response(docx, media_type=DOCX_TYPE, headers={

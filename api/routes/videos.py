@@ -17,7 +17,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,7 +93,8 @@ class VideoOut(BaseModel):
     container: str | None = None
     streams: list[dict[str, Any]] = Field(default_factory=list)
     language: str | None = None
-    source_url: str | None = None
+    source_url: str | None = Field(default=None, description="A signed download link to the uploaded file "
+                                   "(null once retention has removed it)")
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -125,7 +126,7 @@ class HighlightOut(BaseModel):
 class ScreenshotOut(BaseModel):
     time_s: float
     reason: str
-    url: str
+    screenshot_url: str = Field(description="A signed download link to the JPEG")
 
 
 class NotesOut(BaseModel):
@@ -154,11 +155,39 @@ def _is_media(store: ObjectStore, upload: StreamedUpload) -> bool:
     return len(head) > 376 and head[0] == head[188] == head[376] == 0x47
 
 
+def _newest_jobs(session: Session, workspace_id: uuid.UUID, video_ids: set[uuid.UUID]) -> dict[uuid.UUID, Job]:
+    """Each video's newest job (which may be a backfill's: Dagster re-submits through the asset helper), in one
+    query: a window ranks every video's jobs newest first and only the first of each comes back."""
+    if not video_ids:
+        return {}
+    ranked = select(Job.id, func.row_number().over(
+        partition_by=Job.subject_id, order_by=(Job.created_at.desc(), Job.id.desc())).label("rank")).where(
+        Job.workspace_id == workspace_id, Job.kind == JOB_KIND, Job.subject_id.in_(video_ids)).subquery()
+    newest = session.scalars(select(Job).join(ranked, ranked.c.id == Job.id).where(
+        Job.workspace_id == workspace_id, ranked.c.rank == 1))
+    return {job.subject_id: job for job in newest}
+
+
+def videos_out(session: Session, settings: Settings, videos: list[VideoAsset],
+               jobs: dict[uuid.UUID, Job] | None = None) -> list[VideoOut]:
+    """The answers for ``videos`` (one workspace's) in two queries, whatever their number: the newest jobs
+    (unless ``jobs`` gives them by video id) and the uploaded files."""
+    if not videos:
+        return []
+    workspace_id = videos[0].workspace_id
+    if jobs is None:
+        jobs = _newest_jobs(session, workspace_id, {v.id for v in videos})
+    sources = {a.id: a for a in session.scalars(select(Artifact).where(
+        Artifact.workspace_id == workspace_id, Artifact.id.in_({v.input_artifact_id for v in videos})))}
+    return [_video_out(settings, v, jobs.get(v.id), sources.get(v.input_artifact_id)) for v in videos]
+
+
 def video_out(session: Session, settings: Settings, video: VideoAsset, job: Job | None = None) -> VideoOut:
-    if job is None:  # the newest job, which may be a backfill's (Dagster re-submits through the asset helper)
-        job = next(iter(video_jobs(session, video.workspace_id, video.id)), None)
+    return videos_out(session, settings, [video], {video.id: job} if job is not None else None)[0]
+
+
+def _video_out(settings: Settings, video: VideoAsset, job: Job | None, source: Artifact | None) -> VideoOut:
     media = video.media or {}
-    source = session.get(Artifact, video.input_artifact_id)
     return VideoOut(
         id=video.id, job_id=job.id if job else None, status=job.status if job else None,
         progress=job.progress if job else 0, error_code=job.error_code if job else None,
@@ -284,7 +313,7 @@ def list_videos(principal: JobsReader, session: DbSession, settings: SettingsDep
                 cursor: Cursor = None) -> VideoPage:
     query = select(VideoAsset).where(VideoAsset.workspace_id == principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, VideoAsset, limit=limit, cursor=cursor)
-    return VideoPage(items=[video_out(session, settings, v) for v in page], next_cursor=next_cursor)
+    return VideoPage(items=videos_out(session, settings, page), next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=VideoOut, responses=problem_responses(404))
@@ -316,7 +345,7 @@ def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
                      clip_end=h.clip_end_ms / 1000 if h.clip_end_ms is not None else None)
         for h in highlights_of_job(session, principal.workspace_id, job.id)
     ]
-    screenshots = [ScreenshotOut(time_s=s["actual_s"], reason=s.get("reason", ""), url=url)
+    screenshots = [ScreenshotOut(time_s=s["actual_s"], reason=s.get("reason", ""), screenshot_url=url)
                    for s in shots if (url := available_download_url(settings, by_id.get(uuid.UUID(s["artifact_id"])))) is not None]
     return NotesOut(
         video_id=video.id, job_id=job.id, language=transcript.get("language"),
