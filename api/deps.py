@@ -91,6 +91,16 @@ def _tenant_session(session: RawSession, _principal: CurrentPrincipal) -> Sessio
 DbSession = Annotated[Session, Depends(_tenant_session)]
 
 
+def release_connection(session: Session) -> None:
+    """End the request's transaction early and give its connection back to the pool.
+
+    Upload routes call this before streaming the body: a multi-gigabyte upload must not hold a
+    database connection (and, on PostgreSQL, an open transaction) for minutes. The next statement
+    begins a new transaction, still scoped to the caller's workspace (``warehouse.db.set_tenant``).
+    """
+    session.commit()
+
+
 def authorize(principal: Principal, role: str = "viewer", scope: str | None = None) -> Principal:
     """Answer 403 when the caller's role or token scope is too small.
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from warehouse import jobs
 from warehouse.all_models import Base  # every product's tables too
-from warehouse.db import make_engine, session_factory, system_session, tenant_session, utcnow
+from warehouse.db import make_engine, session_factory, set_tenant, system_session, tenant_session, utcnow
 from warehouse.models import (
     ApiToken,
     AppUser,
@@ -124,6 +124,19 @@ def test_app_role_sees_only_its_workspace(engines, tenants, table):
         assert unfiltered_count == visible[a.workspace_id]
     with system_session(engines.worker) as s:
         assert _rows_by_workspace(s, table).get(b.workspace_id, 0) >= 1, "B has rows the app role could have seen"
+
+
+def test_workspace_scope_survives_the_end_of_a_transaction(engines, tenants):
+    """Upload routes commit before streaming; the session's next transaction is scoped again, to the same workspace."""
+    a, _ = tenants
+    with session_factory(engines.app)() as s:
+        set_tenant(s, a.workspace_id)
+        before = _rows_by_workspace(s, "job")
+        s.commit()  # SET LOCAL ends here
+        after = _rows_by_workspace(s, "job")
+        s.commit()
+    assert set(before) == set(after) == {a.workspace_id}
+    assert before == after
 
 
 @pytest.mark.parametrize("table", SCOPED_TABLES)

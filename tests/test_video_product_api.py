@@ -172,3 +172,25 @@ def test_a_kind_that_opts_out_must_name_its_route():
 def make_foreign_video(api, victim) -> uuid.UUID:  # noqa: F811
     """A video of ``victim``'s workspace (for tests/test_api_tenancy.py)."""
     return uuid.UUID(_upload(api, victim, data=NO_AUDIO.read_bytes() + uuid.uuid4().bytes, filename="v.mp4").json()["id"])
+
+
+def test_streaming_an_upload_holds_no_database_connection(api, monkeypatch):  # noqa: F811
+    """A long upload must not pin a pooled connection (and an open transaction) while its bytes arrive."""
+    owner = api.tenant()
+    pool = api.app.state.engine.pool
+    checked_out_while_streaming: list[int] = []
+    put_stream = type(api.store).put_stream
+
+    def observing_put_stream(self, key, chunks, **kwargs):
+        def observed():
+            for chunk in chunks:
+                checked_out_while_streaming.append(pool.checkedout())
+                yield chunk
+        return put_stream(self, key, observed(), **kwargs)
+
+    monkeypatch.setattr(type(api.store), "put_stream", observing_put_stream)
+    r = _upload(api, owner, NO_AUDIO)
+    assert r.status_code == 202, r.text
+    assert checked_out_while_streaming and set(checked_out_while_streaming) == {0}
+    # The rest of the request ran in a new transaction, still scoped to the caller's workspace.
+    assert api.client.get(f"/v1/videos/{r.json()['id']}", headers=owner.headers).status_code == 200

@@ -65,12 +65,27 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, future=True)
 
 
+_TENANT_INFO_KEY = "kiln.workspace_id"
+_SET_TENANT = text("SELECT set_config('kiln.workspace_id', :ws, true)")
+
+
 def set_tenant(session: Session, workspace_id: uuid.UUID | str) -> None:
-    """Scope the current transaction to one workspace (PostgreSQL row-level security)."""
+    """Scope this session to one workspace (PostgreSQL row-level security), in every transaction.
+
+    ``SET LOCAL`` lasts one transaction; the session remembers the workspace and re-applies it
+    when it begins the next one, so a request may end a transaction early (before streaming a long
+    upload, to give its connection back) and stay scoped afterwards.
+    """
+    session.info[_TENANT_INFO_KEY] = str(workspace_id)
     if is_postgres(session):
-        session.execute(
-            text("SELECT set_config('kiln.workspace_id', :ws, true)"), {"ws": str(workspace_id)}
-        )
+        session.execute(_SET_TENANT, {"ws": str(workspace_id)})
+
+
+@event.listens_for(Session, "after_begin")
+def _scope_new_transaction(session: Session, _transaction, connection) -> None:
+    workspace_id = session.info.get(_TENANT_INFO_KEY)
+    if workspace_id is not None and connection.dialect.name == "postgresql":
+        connection.execute(_SET_TENANT, {"ws": workspace_id})
 
 
 @contextmanager

@@ -20,7 +20,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, SettingsDep, StoreDep, authorize, idempotency_key_header, request_id
+from api.deps import (
+    DbSession,
+    JobsReader,
+    SettingsDep,
+    StoreDep,
+    authorize,
+    idempotency_key_header,
+    release_connection,
+    request_id,
+)
 from api.pagination import Cursor, Page, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.artifacts import available_download_url
@@ -205,6 +214,7 @@ async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader
         raise ApiProblem(422, "template_invalid", "The template's latest version has broken tags; upload a fixed "
                          "version first.", errors=version.errors)
     run_id, artifact_id = uuid.uuid4(), uuid.uuid4()
+    release_connection(session)
     upload, fields = await _receive_rows(request, store, settings, principal.workspace_id, run_id, artifact_id)
     try:
         return await anyio.to_thread.run_sync(

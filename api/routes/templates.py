@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize
+from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
 from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime
@@ -211,6 +211,7 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
                           store: StoreDep) -> JSONResponse:
     """Upload a .docx as a new template (form field ``file``; optional ``name``)."""
     template_id = uuid.uuid4()
+    release_connection(session)
     artifact_id, upload, data = await _receive_docx(request, store, settings, principal.workspace_id, template_id)
     name = (upload.fields.get("name") or PurePath(upload.filename or "template").stem or "template")[:255]
 
@@ -234,6 +235,7 @@ async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, se
     """Upload a new version; the same bytes as an existing version answer that version (200)."""
     template = await anyio.to_thread.run_sync(load_template, session, principal.workspace_id, id)
     authorize(principal, "editor", "jobs:write")
+    release_connection(session)
     artifact_id, upload, data = await _receive_docx(request, store, settings, principal.workspace_id, template.id)
 
     def _add() -> tuple[TemplateVersionOut, bool]:

@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import (
-    DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, audit, authorize, idempotency_key_header, request_id,
+    DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, audit, authorize, idempotency_key_header,
+    release_connection, request_id,
 )
 from api.job_kinds import register_job_kind
 from api.observability import bind_context
@@ -291,6 +292,7 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
                        store: StoreDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     video_id, artifact_id = uuid.uuid4(), uuid.uuid4()
     key = artifact_key(principal.workspace_id, "input", video_id, artifact_id, "source")  # never the user's name
+    release_connection(session)
     upload = await stream_upload_to_store(request, store, key, max_bytes=settings.max_upload_bytes)
     if upload.size_bytes == 0 or not await anyio.to_thread.run_sync(_is_media, store, upload):
         store.delete(upload.key)
