@@ -2,7 +2,8 @@
 
 Screenshots: seek with ``CAP_PROP_POS_MSEC``, read one frame, write a JPEG (measured ~86 ms a shot on 720p,
 cheaper than spawning ffmpeg per shot). File names come from the time only (``shot_00012500.jpg``), never from
-user input.
+user input. Where OpenCV cannot seek (a WebM without cues: every seek lands on 0 s) the remaining times are
+decoded with PyAV in one sequential pass; no requested time is dropped (see :func:`capture_screenshots`).
 
 Scene changes: the distance between normalised RGB histograms (total variation, 0..1) of consecutive sampled
 frames. ``mode="keyframes"`` decodes only keyframes (encoders place keyframes at cuts), and at most about
@@ -31,6 +32,10 @@ SCENE_THRESHOLD = 0.35
 MAX_KEYFRAMES = 150
 _HIST_BINS = 8
 _BIN_SHIFT = 5  # 256 / 8 = 2**5 values a bin
+# An OpenCV seek landing further than one frame interval plus this from its target counts as failed.
+SEEK_TOLERANCE_S = 0.02
+# Frame times are rounded to the millisecond: a frame this close after a requested time is shown "at" it.
+_SAME_INSTANT_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -59,40 +64,132 @@ def capture_screenshots(
     max_width: int = 1280,
     jpeg_quality: int = 85,
 ) -> list[Screenshot]:
-    """A JPEG per requested time (duplicates collapse), in time order. Times past the end use the last frame."""
+    """A JPEG per requested time (duplicates collapse), in time order; no requested time is ever dropped.
+
+    Fast path: OpenCV seeks to each time. A seek that fails, or lands more than a frame interval plus
+    :data:`SEEK_TOLERANCE_S` away from the target (a WebM without cues, ``no_duration.webm``, always lands
+    on the first frame), hands that time *and every later one* to :func:`_decode_sequentially`: one PyAV
+    pass over the stream for all of them, never one pass per screenshot.
+
+    A time past the last decodable frame gets a screenshot of that last frame; its ``actual_s`` (the
+    frame's own time, earlier than ``requested_s``) is what tells the two apart. A video stream without
+    a single decodable frame raises :class:`InvalidMedia`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    wanted = sorted({round(max(0.0, t), 3) for t in times_s})
+    if not wanted:
+        return []
+    writer = _ShotWriter(out, prefix, max_width, jpeg_quality)
     capture = cv2.VideoCapture(media_path(video), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         raise InvalidMedia("The video stream cannot be opened for screenshots")
+    shots: list[Screenshot] = []
     try:
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0
-        last_s = max(0.0, (frames - 1) / fps) if frames > 0 else None
-        shots: list[Screenshot] = []
-        for requested in sorted({round(max(0.0, t), 3) for t in times_s}):
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if 0 < fps < 1000 else 25.0
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        # OpenCV reports a garbage (negative) count for a container without a duration.
+        last_s = max(0.0, (frames - 1) / fps) if frames and frames > 0 else None
+        allowed_error = 1.0 / fps + SEEK_TOLERANCE_S
+        for position, requested in enumerate(wanted):
             target = min(requested, last_s) if last_s is not None else requested
             capture.set(cv2.CAP_PROP_POS_MSEC, target * 1000.0)
             ok, image = capture.read()
-            if not ok and target > 0:  # past the real end: fall back to the last frame we can read
-                capture.set(cv2.CAP_PROP_POS_MSEC, max(0.0, target - 1.0) * 1000.0)
-                ok, image = capture.read()
-            if not ok or image is None:
-                continue
             actual = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            height, width = image.shape[:2]
-            if width > max_width:
-                height = int(round(height * max_width / width))
-                width = max_width
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            name = screenshot_name(requested, prefix)
-            path = out / name
-            if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
-                raise OSError(f"Could not write {name}")
-            shots.append(Screenshot(str(path), name, requested, round(actual, 3), width, height))
-        return shots
+            if not ok or image is None or abs(actual - target) > allowed_error:
+                # This file does not seek (or ends earlier than announced): later times would fail alike.
+                pending = wanted[position:]
+                break
+            shots.append(writer.write(image, requested, actual))
+        else:
+            pending = []
     finally:
         capture.release()
+    if pending:
+        shots.extend(writer.write(image, requested, actual)
+                     for requested, actual, image in _decode_sequentially(video, pending))
+    return shots
+
+
+class _ShotWriter:
+    """Scale to ``max_width`` (INTER_AREA) and write the JPEG, identically for both decoding paths."""
+
+    def __init__(self, out: Path, prefix: str, max_width: int, jpeg_quality: int) -> None:
+        self._out, self._prefix, self._max_width, self._quality = out, prefix, max_width, jpeg_quality
+
+    def write(self, image: np.ndarray, requested: float, actual: float) -> Screenshot:
+        height, width = image.shape[:2]
+        if width > self._max_width:
+            height = int(round(height * self._max_width / width))
+            width = self._max_width
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        name = screenshot_name(requested, self._prefix)
+        path = self._out / name
+        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, self._quality]):
+            raise OSError(f"Could not write {name}")
+        return Screenshot(str(path), name, requested, round(actual, 3), width, height)
+
+
+def _decode_sequentially(video: str | os.PathLike[str],
+                         times: list[float]) -> Iterator[tuple[float, float, np.ndarray]]:
+    """``(requested, frame time, BGR image)`` for each of the sorted ``times``, from ONE decoding pass.
+
+    The frame for a time is the one on screen then: the last frame starting at or before it (the first
+    frame when the video starts later). PyAV first tries a backward seek to the earliest time and keeps it
+    only when it lands at or before that time (on ``no_duration.webm`` it lands on 0 s, which is still
+    correct); when the seek fails or overshoots, the file is reopened and decoded from the beginning (a
+    failed seek can leave the demuxer unable to seek back to 0). Only frames that are kept are converted.
+    A damaged tail ends the pass like the end of the stream: later times get the last good frame.
+    """
+    remaining = list(times)
+    container = open_media(video)
+    try:
+        first = None
+        if remaining[0] > 0:
+            frames = _decoded_frames(container, seek_to_s=remaining[0])
+            first = next(frames, None)
+            if first is None or first.time > remaining[0] + _SAME_INSTANT_S:
+                frames.close()
+                container.close()
+                container, first = open_media(video), None
+        if first is None:
+            frames = _decoded_frames(container, seek_to_s=None)
+            first = next(frames, None)
+        if first is None:
+            raise InvalidMedia("The video stream has no decodable frame for screenshots")
+        shown = first
+        for frame in frames:
+            while remaining and frame.time > remaining[0] + _SAME_INSTANT_S:
+                # ``frame`` starts after this time, so ``shown`` was on screen then.
+                yield remaining.pop(0), float(shown.time), shown.to_ndarray(format="bgr24")
+            if not remaining:
+                return
+            shown = frame
+        image = shown.to_ndarray(format="bgr24")
+        for requested in remaining:  # at or past the last decodable frame
+            yield requested, float(shown.time), image
+    finally:
+        container.close()
+
+
+def _decoded_frames(container: av.container.InputContainer, seek_to_s: float | None) -> Iterator[av.VideoFrame]:
+    """Decoded video frames that have a time, after a backward seek to ``seek_to_s`` when given.
+
+    Yields nothing when the seek fails. A decoding error ends the frames: what decoded before it stands.
+    """
+    stream = next((s for s in container.streams if s.type == "video"), None)
+    if stream is None:
+        raise InvalidMedia("The file has no video stream for screenshots")
+    stream.thread_type = "AUTO"
+    try:
+        if seek_to_s is not None:
+            container.seek(int(seek_to_s / stream.time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                yield frame
+    except av.error.FFmpegError:
+        return
 
 
 class _Histograms:
