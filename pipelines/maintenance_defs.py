@@ -1,7 +1,8 @@
 """Definitions of the built-in platform maintenance (merged into pipelines/definitions.py):
 
 - ``retention_job`` + ``retention_schedule`` (daily, 03:17 UTC): delete expired artifacts'
-  objects, mark their rows deleted, then drop dynamic partitions nobody needs any more.
+  objects, mark their rows deleted, then drop dynamic partitions nobody needs any more and
+  sweep orphaned objects (no artifact row, older than ``KILN_ORPHAN_GRACE_HOURS``).
 - ``lineage_warehouse_job`` refreshing the ``lineage_warehouse`` asset, on two triggers:
   ``lineage_schedule`` every 15 minutes (catches API-side changes: submits, cancels, uploads,
   which start no run) and ``lineage_after_run_sensor`` on any run's success (fresh numbers right
@@ -22,7 +23,7 @@ from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore
 from resources.settings import get_settings
 from warehouse.db import utcnow
-from warehouse.retention import purge_expired_artifacts, stale_partitions
+from warehouse.retention import purge_expired_artifacts, stale_partitions, sweep_orphans
 
 LINEAGE_DEBOUNCE_SECONDS = 300
 
@@ -36,6 +37,12 @@ class PartitionCleanupConfig(dg.Config):
     # Jobs that stored no artifact keep their partition this long after finishing;
     # None: Settings.retention_days_log.
     empty_job_grace_days: int | None = None
+
+
+class OrphanSweepConfig(dg.Config):
+    # Objects without an artifact row are deleted once older than this; None: Settings.orphan_grace_hours.
+    grace_hours: int | None = None
+    batch_size: int = 1000
 
 
 @dg.op(out=dg.Out(dg.Nothing))
@@ -89,14 +96,52 @@ def remove_stale_partitions_op(
     return removed
 
 
+@dg.op(ins={"after_purge": dg.In(dg.Nothing)})
+def sweep_orphaned_objects_op(
+    context: dg.OpExecutionContext, config: OrphanSweepConfig, database: DatabaseResource, object_store: ObjectStore
+) -> dict:
+    grace_hours = config.grace_hours if config.grace_hours is not None else get_settings().orphan_grace_hours
+    if grace_hours < 1:
+        raise dg.Failure(description="the orphan grace period must be at least one hour")
+    report = sweep_orphans(
+        database.engine(), object_store, now=utcnow(), grace=timedelta(hours=grace_hours),
+        batch=config.batch_size, log=context.log,
+    )
+    counts = {
+        "objects_checked": report.objects_checked,
+        "orphans_deleted": report.orphans_deleted,
+        "bytes_freed": report.bytes_freed,
+        "failed": report.failed,
+        "incomplete_writes_removed": report.incomplete_writes_removed,
+        "incomplete_bytes_freed": report.incomplete_bytes_freed,
+        "incomplete_writes_failed": report.incomplete_writes_failed,
+        "batches": report.batches,
+        "grace_hours": grace_hours,
+    }
+    context.log.info(f"orphan sweep: {counts}")
+    if report.failed or report.incomplete_writes_failed:
+        # The rest was swept; fail the run so the leftovers show up in the UI and alerts (the next pass retries).
+        raise dg.Failure(
+            description=f"{report.failed + report.incomplete_writes_failed} orphaned objects could not be deleted",
+            metadata={**counts, "failed_keys": dg.MetadataValue.json(report.failed_keys)},
+        )
+    context.add_output_metadata(counts)
+    return counts
+
+
 # Both maintenance jobs run in process: their steps are short, and a subprocess per step would
 # cost more (Python start-up and imports) than the work itself.
 @dg.job(
-    description="Delete expired artifacts (objects first, rows marked deleted) and stale dynamic partitions.",
+    description=(
+        "Delete expired artifacts (objects first, rows marked deleted), stale dynamic partitions, "
+        "and orphaned objects no artifact row names."
+    ),
     executor_def=dg.in_process_executor,
 )
 def retention_job():
-    remove_stale_partitions_op(purge_expired_artifacts_op())
+    purged = purge_expired_artifacts_op()
+    remove_stale_partitions_op(purged)
+    sweep_orphaned_objects_op(purged)
 
 
 retention_schedule = dg.ScheduleDefinition(

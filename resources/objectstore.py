@@ -15,6 +15,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
@@ -34,6 +35,24 @@ class PutResult:
     key: str
     sha256: str
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object as a listing sees it; ``key`` is the logical key ``put_*`` accepted."""
+
+    key: str
+    size_bytes: int
+    modified_at: datetime  # timezone-aware UTC
+
+
+@dataclass(frozen=True)
+class IncompleteWritesReport:
+    """What ``remove_incomplete_writes`` cleaned up: writes a crash left half done."""
+
+    removed: int = 0
+    bytes_freed: int = 0  # local temp files only; S3 does not report the size of aborted parts
+    failed: int = 0
 
 
 def artifact_key(workspace_id: uuid.UUID | str, kind: str, subject_id: uuid.UUID | str, artifact_id: uuid.UUID | str, name: str) -> str:
@@ -99,6 +118,19 @@ class ObjectStore(dg.ConfigurableResource, ABC):
         """A direct download URL from the backend itself, or None where the API serves bytes (local)."""
         return None
 
+    @abstractmethod
+    def list_objects(self, prefix: str, *, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (modified before ``older_than`` when given).
+
+        Streamed (paginated on S3, a directory walk locally), in no particular order; objects
+        deleted while the listing runs may or may not appear. Keys are logical keys, as ``put_*``
+        accepted them; in-progress writes (temp files, unfinished multipart uploads) never appear.
+        """
+
+    def remove_incomplete_writes(self, older_than: datetime) -> IncompleteWritesReport:
+        """Remove what writes interrupted by a crash left behind, if last touched before ``older_than``."""
+        return IncompleteWritesReport()
+
 
 # --------------------------------------------------------------------------------------------
 # Shared helpers: key validation, hashing with a size limit, ranges, Content-Disposition
@@ -123,6 +155,19 @@ def validate_key(key: str) -> str:
         if not _SAFE_SEGMENT.match(segment):
             raise StorageKeyError(f"storage key refused: {key!r}")
     return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty (everything), whole segments ending in ``/``, or a partial last segment."""
+    if prefix == "":
+        return prefix
+    validate_key(prefix.removesuffix("/"))
+    return prefix
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive datetimes are UTC in Kiln (SQLite hands them back naive)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class _DigestingCounter:
@@ -225,7 +270,7 @@ class LocalObjectStore(ObjectStore):
         for attempt in range(3):
             os.makedirs(directory, exist_ok=True)
             try:
-                return tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+                return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
             except FileNotFoundError:
                 if attempt == 2:
                     raise
@@ -266,6 +311,99 @@ class LocalObjectStore(ObjectStore):
             except OSError:  # not empty, or already gone
                 return
             directory = os.path.dirname(directory)
+
+
+    def list_objects(self, prefix: str, *, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)  # here, not in the generator: a bad prefix fails at the call
+        root = self._root()
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(folder) if folder else root
+        cutoff = None if older_than is None else as_utc(older_than).timestamp()
+        return self._listing(root, start, prefix, cutoff)
+
+    @staticmethod
+    def _listing(root: str, start: str, prefix: str, cutoff: float | None) -> Iterator[ObjectInfo]:
+        for path, name, stat in _walk_files(start):
+            if _is_temp_name(name) or (cutoff is not None and stat.st_mtime >= cutoff):
+                continue
+            key = os.path.relpath(path, root).replace(os.sep, "/")
+            if not key.startswith(prefix):
+                continue
+            try:
+                validate_key(key)
+            except StorageKeyError:  # a file no put_* could have written (dropped in by hand): not ours
+                continue
+            yield ObjectInfo(key=key, size_bytes=stat.st_size, modified_at=datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def stale_temp_files(self, older_than: datetime) -> Iterator[ObjectInfo]:
+        """Temp files of interrupted writes (``.tmp-*.part``) last written before ``older_than``.
+
+        ``key`` is the file's path relative to the root (not a valid object key). A write in
+        progress keeps touching its temp file, so only a grace period well past the slowest
+        upload makes one safe to remove.
+        """
+        root, cutoff = self._root(), as_utc(older_than).timestamp()
+        for path, name, stat in _walk_files(root):
+            if _is_temp_name(name) and stat.st_mtime < cutoff:
+                relative = os.path.relpath(path, root).replace(os.sep, "/")
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                yield ObjectInfo(key=relative, size_bytes=stat.st_size, modified_at=modified)
+
+    def remove_incomplete_writes(self, older_than: datetime) -> IncompleteWritesReport:
+        root = self._root()
+        removed = freed = failed = 0
+        for info in self.stale_temp_files(older_than):
+            path = os.path.join(root, *info.key.split("/"))
+            directory = os.path.dirname(path)
+            # The walk never follows symlinks; re-check in case a folder was swapped for one since.
+            if os.path.commonpath([root, os.path.realpath(directory)]) != root:
+                failed += 1
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:  # its writer finished or cleaned up meanwhile
+                continue
+            except OSError:
+                failed += 1
+                continue
+            removed, freed = removed + 1, freed + info.size_bytes
+            self._prune_empty_parents(directory)
+        return IncompleteWritesReport(removed=removed, bytes_freed=freed, failed=failed)
+
+
+_TEMP_PREFIX, _TEMP_SUFFIX = ".tmp-", ".part"  # the names _temp_file gives mkstemp
+
+
+def _is_temp_name(name: str) -> bool:
+    return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
+
+
+def _walk_files(top: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """``(path, name, stat)`` of every regular file under ``top``; symlinks are never followed.
+
+    Depth first with one directory handle open at a time; entries removed while the walk runs
+    (retention deleting as it lists) are skipped rather than raised.
+    """
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        subdirectories: list[str] = []
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirectories.append(entry.path)
+                            continue
+                        if not entry.is_file(follow_symlinks=False):
+                            continue  # symlinks and other non-regular files
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    yield entry.path, entry.name, stat
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        pending.extend(reversed(subdirectories))
 
 
 def _iter_file(fh: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -16,16 +17,20 @@ from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from pipelines.errors import ObjectMissing
+from pipelines.errors import ObjectMissing, StorageKeyError
 from resources.objectstore import (
     CHUNK_SIZE,
     MAX_PRESIGN_SECONDS,
+    IncompleteWritesReport,
+    ObjectInfo,
     ObjectStore,
     PutResult,
     _check_range,
     _DigestingCounter,
+    as_utc,
     content_disposition,
     validate_key,
+    validate_prefix,
 )
 
 MIN_S3_PART_BYTES = 5 * 1024 * 1024  # S3 refuses smaller multipart parts (except the last)
@@ -82,11 +87,7 @@ class S3ObjectStore(ObjectStore):
 
     def _object_key(self, key: str) -> str:
         validate_key(key)
-        prefix = self.prefix.strip("/")
-        if not prefix:
-            return key
-        validate_key(prefix)
-        return f"{prefix}/{key}"
+        return self._bucket_prefix() + key
 
     def put_stream(
         self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
@@ -184,6 +185,52 @@ class S3ObjectStore(ObjectStore):
             },
             ExpiresIn=expires_in,
         )
+
+
+    def _bucket_prefix(self) -> str:
+        """The bucket-side prefix every logical key lives under ("" or "<prefix>/")."""
+        prefix = self.prefix.strip("/")
+        if prefix:
+            validate_key(prefix)
+        return f"{prefix}/" if prefix else ""
+
+    def list_objects(self, prefix: str, *, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)  # here, not in the generator: a bad prefix fails at the call
+        cutoff = None if older_than is None else as_utc(older_than)
+        return self._listing(self._bucket_prefix(), prefix, cutoff)
+
+    def _listing(self, bucket_prefix: str, prefix: str, cutoff: datetime | None) -> Iterator[ObjectInfo]:
+        pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=bucket_prefix + prefix)
+        for page in pages:
+            for item in page.get("Contents", ()):
+                modified = as_utc(item["LastModified"])
+                if cutoff is not None and modified >= cutoff:
+                    continue
+                key = item["Key"][len(bucket_prefix) :]
+                try:
+                    validate_key(key)
+                except StorageKeyError:  # written by something else than put_*: not ours to judge
+                    continue
+                yield ObjectInfo(key=key, size_bytes=int(item["Size"]), modified_at=modified)
+
+    def remove_incomplete_writes(self, older_than: datetime) -> IncompleteWritesReport:
+        """Abort multipart uploads started before ``older_than`` (a crash mid-upload leaves them, billed)."""
+        client, cutoff = self._s3(), as_utc(older_than)
+        removed = failed = 0
+        paginator = client.get_paginator("list_multipart_uploads")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._bucket_prefix())
+        for page in pages:
+            for upload in page.get("Uploads", ()):
+                if as_utc(upload["Initiated"]) >= cutoff:
+                    continue
+                try:
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                except ClientError as exc:
+                    if _error_code(exc) != "NoSuchUpload":  # finished or aborted meanwhile
+                        failed += 1
+                    continue
+                removed += 1
+        return IncompleteWritesReport(removed=removed, failed=failed)
 
 
 def _iter_body(body: Any, chunk_size: int) -> Iterator[bytes]:

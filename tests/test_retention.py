@@ -1,12 +1,16 @@
-"""Retention: expired objects deleted and rows marked, stale dynamic partitions removed."""
+"""Retention: expired objects deleted and rows marked, stale dynamic partitions removed, orphans swept."""
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import dagster as dg
 import pytest
+from moto.server import ThreadedMotoServer
 from sqlalchemy import update
 
 from pipelines.maintenance.retention import (
@@ -18,13 +22,14 @@ from pipelines.maintenance.retention import (
 )
 from pipelines.maintenance_defs import retention_job, retention_schedule
 from resources.dagster_resources import DatabaseResource
-from resources.objectstore import LocalObjectStore
+from resources.objectstore import LocalObjectStore, artifact_key
+from resources.objectstore_s3 import S3ObjectStore
 from resources.settings import Settings
 from warehouse.artifacts import expiry, store_artifact
-from warehouse.db import system_session, utcnow
+from warehouse.db import make_engine, system_session, utcnow
 from warehouse.jobs import claim_job, fail_job, submit_job, succeed_job
 from warehouse.models import Artifact, Job
-from warehouse.retention import purge_expired_artifacts, stale_partitions
+from warehouse.retention import purge_expired_artifacts, stale_partitions, sweep_orphans
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 GRACE = timedelta(days=30)
@@ -224,3 +229,180 @@ def test_retention_schedule_is_daily_in_utc():
     assert retention_schedule.cron_schedule == "17 3 * * *"
     assert retention_schedule.execution_timezone == "UTC"
     assert retention_schedule.job_name == "retention_job"
+
+
+# --- orphaned objects: in the store, named by no artifact row --------------------------------
+
+HOUR = timedelta(hours=1)
+S3_BUCKET = "kiln-orphans"
+S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _age(store: LocalObjectStore, key_or_path: str, hours: float) -> None:
+    stamp = (utcnow() - timedelta(hours=hours)).timestamp()
+    os.utime(os.path.join(store.root, *key_or_path.split("/")), (stamp, stamp))
+
+
+def _orphan_key(ws, name):
+    return artifact_key(ws, "output", uuid.uuid4(), uuid.uuid4(), name)
+
+
+@pytest.fixture
+def orphan_world(engine, make_tenant):
+    """Rows for two objects (one available, one marked deleted whose object is still there) in a workspace."""
+    ws = make_tenant().workspace_id
+
+    def build(store):
+        with system_session(engine) as s:
+            job = _job(s, ws, "succeeded")
+            live = _store(s, store, ws, job, "live.txt", FRESH)
+            marked = _store(s, store, ws, job, "marked.txt", FRESH)
+            s.execute(update(Artifact).where(Artifact.id == marked.id).values(status="deleted", deleted_at=utcnow()))
+            keys = {"live": live.storage_key, "marked": marked.storage_key}
+        keys["old_orphan"] = _orphan_key(ws, "crashed.pdf")
+        keys["young_orphan"] = _orphan_key(ws, "uploading.bin")
+        keys["not_an_artifact"] = "health/readyz-probe"
+        store.put_bytes(keys["old_orphan"], b"o" * 700)
+        store.put_bytes(keys["young_orphan"], b"y" * 5)
+        store.put_bytes(keys["not_an_artifact"], b"p")
+        return keys
+
+    return build
+
+
+def test_sweep_deletes_old_orphans_and_stale_temp_files_on_a_local_store(engine, orphan_world, tmp_path):
+    store = LocalObjectStore(root=str(tmp_path / "objects"))
+    keys = orphan_world(store)
+    for name in ("live", "marked", "old_orphan", "not_an_artifact"):
+        _age(store, keys[name], 30)  # rows' objects are as old as the orphan: only the row saves them
+    crashed_dir = tmp_path / "objects" / "ws" / "crashed-write"
+    crashed_dir.mkdir()
+    (crashed_dir / ".tmp-dead.part").write_bytes(b"t" * 11)
+    _age(store, "ws/crashed-write/.tmp-dead.part", 30)
+    (tmp_path / "objects" / "ws" / ".tmp-writing.part").write_bytes(b"still going")
+
+    report = sweep_orphans(engine, store, now=utcnow(), grace=timedelta(hours=24), batch=2)
+
+    assert not store.exists(keys["old_orphan"])
+    for name in ("live", "marked", "young_orphan", "not_an_artifact"):
+        assert store.exists(keys[name]), name
+    assert not crashed_dir.exists() and (tmp_path / "objects" / "ws" / ".tmp-writing.part").exists()
+    assert (report.objects_checked, report.orphans_deleted, report.bytes_freed) == (3, 1, 700)
+    assert report.batches == 2 and report.failed == 0
+    assert (report.incomplete_writes_removed, report.incomplete_bytes_freed) == (1, 11)
+    again = sweep_orphans(engine, store, now=utcnow())
+    assert (again.orphans_deleted, again.objects_checked) == (0, 2)
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **S3_CREDENTIALS).create_bucket(Bucket=S3_BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def test_sweep_on_s3_respects_the_grace_period_and_rows(engine, orphan_world, moto_s3):
+    store = S3ObjectStore(
+        bucket=S3_BUCKET, prefix=f"t-{uuid.uuid4().hex}", endpoint_url=moto_s3, region_name="us-east-1",
+        **S3_CREDENTIALS,
+    )
+    keys = orphan_world(store)
+    # moto cannot backdate LastModified: look from two days ahead instead.
+    later = utcnow() + timedelta(days=2)
+    within_grace = sweep_orphans(engine, store, now=later, grace=timedelta(days=3))
+    assert (within_grace.objects_checked, within_grace.orphans_deleted) == (0, 0)
+    assert all(store.exists(key) for key in keys.values())
+
+    report = sweep_orphans(engine, store, now=later, grace=timedelta(hours=24))
+    # Both orphans are past the grace period seen from two days ahead; the rows' objects stay.
+    assert (report.objects_checked, report.orphans_deleted, report.bytes_freed) == (4, 2, 705)
+    assert not store.exists(keys["old_orphan"]) and not store.exists(keys["young_orphan"])
+    assert all(store.exists(keys[name]) for name in ("live", "marked", "not_an_artifact"))
+
+
+def test_a_failing_delete_is_reported_and_the_sweep_goes_on(engine, make_tenant, tmp_path):
+    class FlakyStore(LocalObjectStore):
+        def delete(self, key: str) -> None:
+            if key.endswith("/stuck.bin"):
+                raise OSError("storage unavailable")
+            super().delete(key)
+
+    store = FlakyStore(root=str(tmp_path / "objects"))
+    ws = make_tenant().workspace_id
+    stuck, other = _orphan_key(ws, "stuck.bin"), _orphan_key(ws, "other.bin")
+    for key in (stuck, other):
+        store.put_bytes(key, b"x")
+        _age(store, key, 48)
+    report = sweep_orphans(engine, store, now=utcnow(), batch=1)
+    assert report.failed == 1 and report.failed_keys == [stuck] and report.orphans_deleted == 1
+    assert store.exists(stuck) and not store.exists(other)
+
+
+def test_sweep_refuses_a_zero_grace_period(engine, tmp_path):
+    with pytest.raises(ValueError):
+        sweep_orphans(engine, LocalObjectStore(root=str(tmp_path)), now=utcnow(), grace=timedelta(0))
+
+
+@pytest.mark.postgres
+def test_sweep_refuses_a_role_that_row_level_security_scopes_to_a_tenant(fresh_postgres_database, tmp_path):
+    # The API's role sees no artifact rows outside a tenant transaction: every object would look orphaned.
+    store = LocalObjectStore(root=str(tmp_path / "objects"))
+    key = _orphan_key(uuid.uuid4(), "precious.bin")
+    store.put_bytes(key, b"keep me")
+    _age(store, key, 48)
+    app_engine = make_engine(fresh_postgres_database.app_url)
+    try:
+        with pytest.raises(PermissionError):
+            sweep_orphans(app_engine, store, now=utcnow())
+    finally:
+        app_engine.dispose()
+    assert store.exists(key)
+
+
+def test_retention_job_sweeps_orphans_after_the_purge(engine, world, db_url):
+    store, ws = world["store"], world["ws"]
+    for _, key, _ in world["arts"].values():
+        if store.exists(key):
+            _age(store, key, 48)  # old enough to be checked; their rows keep them
+    orphan = _orphan_key(ws, "left-behind.docx")
+    store.put_bytes(orphan, b"z" * 64)
+    _age(store, orphan, 48)
+    os.makedirs(os.path.join(store.root, "ws", "tmpdir"))
+    with open(os.path.join(store.root, "ws", "tmpdir", ".tmp-x.part"), "wb") as fh:
+        fh.write(b"half")
+    _age(store, "ws/tmpdir/.tmp-x.part", 48)
+
+    with dg.instance_for_test() as instance:
+        result = retention_job.execute_in_process(
+            instance=instance,
+            resources={"database": DatabaseResource(url=db_url), "object_store": store},
+        )
+    assert result.success
+    swept = result.output_for_node("sweep_orphaned_objects_op")
+    # gone1/gone3/gone4 were purged first (gone2 was already missing); kept and forever remain, with rows.
+    assert swept["objects_checked"] == 3 and swept["orphans_deleted"] == 1 and swept["bytes_freed"] == 64
+    assert (swept["incomplete_writes_removed"], swept["incomplete_bytes_freed"]) == (1, 4)
+    assert swept["grace_hours"] == 24 and swept["failed"] == 0
+    metadata = next(
+        e.event_specific_data.metadata
+        for e in result.all_node_events
+        if e.is_successful_output and e.node_name == "sweep_orphaned_objects_op"
+    )
+    assert metadata["orphans_deleted"].value == 1 and metadata["bytes_freed"].value == 64
+    assert not store.exists(orphan)
+    assert store.exists(world["arts"]["kept"][1]) and store.exists(world["arts"]["forever"][1])
+
+
+def test_orphan_grace_is_a_setting(monkeypatch):
+    assert Settings().orphan_grace_hours == 24
+    monkeypatch.setenv("KILN_ORPHAN_GRACE_HOURS", "72")
+    assert Settings().orphan_grace_hours == 72
+    monkeypatch.setenv("KILN_ORPHAN_GRACE_HOURS", "0")
+    with pytest.raises(ValueError):
+        Settings()

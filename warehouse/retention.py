@@ -5,20 +5,26 @@ reads the rows they need and applies them. Deletion is at-least-once and ordered
 never loses track of an object: the object is deleted first, then its row is marked
 ``deleted`` (rows are never removed, so lineage stays queryable). A crash between the two
 leaves the row ``available`` and the next pass deletes the (already missing) object again.
+
+``sweep_orphans`` covers the opposite crash: an object written whose row never committed (a
+run killed mid-batch, a transaction failing at commit). Such objects are found by listing the
+store, never through rows, and only once older than a grace period, because every writer puts
+its object before its row commits.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, case, func, select, update
+from sqlalchemy import Engine, case, func, select, text, update
 
 from pipelines.maintenance.retention import PartitionJob, kinds_by_partitions_def, removable_partitions
-from resources.objectstore import ObjectStore
-from warehouse.db import system_session, utcnow
+from resources.objectstore import ObjectInfo, ObjectStore, as_utc
+from warehouse.db import is_postgres, system_session, utcnow
 from warehouse.models import Artifact, Job
 
 _IN_CHUNK = 500  # keep IN (...) lists well below every driver's parameter limit
@@ -138,3 +144,103 @@ def stale_partitions(
     for name, keys in existing.items():
         jobs.extend(partition_jobs(engine, kinds=kinds_of.get(name, []), keys=list(keys)))
     return removable_partitions(existing, jobs, now=now, empty_job_grace=empty_job_grace, registry=registry)
+
+
+# --- objects nobody points at -------------------------------------------------------------------
+
+ORPHAN_PREFIX = "ws/"  # every artifact_key starts here; other keys (the readiness probe) are not artifacts
+DEFAULT_ORPHAN_GRACE = timedelta(hours=24)
+_MAX_REPORTED_KEYS = 100
+
+
+@dataclass
+class OrphanSweepReport:
+    objects_checked: int = 0  # objects under ws/ older than the grace period
+    orphans_deleted: int = 0
+    bytes_freed: int = 0
+    batches: int = 0
+    failed: int = 0
+    failed_keys: list[str] = field(default_factory=list)  # the first few, for the run's metadata
+    incomplete_writes_removed: int = 0  # local temp files / S3 multipart uploads of crashed writes
+    incomplete_bytes_freed: int = 0
+    incomplete_writes_failed: int = 0
+
+
+def _require_cross_tenant_reads(engine: Engine) -> None:
+    """Refuse to sweep through a role that row-level security scopes to one (or no) tenant.
+
+    Such a role would see no artifact rows, and every object would look orphaned.
+    """
+    if not is_postgres(engine):
+        return
+    query = text(
+        "SELECT pg_has_role(current_user, 'kiln_system', 'USAGE') OR EXISTS "
+        "(SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolsuper OR rolbypassrls))"
+    )
+    with engine.connect() as conn:
+        if not conn.execute(query).scalar():
+            raise PermissionError(
+                "the orphan sweep needs a database role in kiln_system (it must see every tenant's artifact rows)"
+            )
+
+
+def _batched(items: Iterator[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def sweep_orphans(
+    engine: Engine,
+    store: ObjectStore,
+    *,
+    now: datetime | None = None,
+    grace: timedelta = DEFAULT_ORPHAN_GRACE,
+    batch: int = 1000,
+    log=None,
+) -> OrphanSweepReport:
+    """Delete objects under ``ws/`` older than ``grace`` that no artifact row (any status) names.
+
+    Writers put the object first and commit its row after, so a young object without a row may
+    be a write in progress: only objects last modified before ``now - grace`` are considered.
+    The listing streams; each batch costs one ``storage_key IN (...)`` query, and no transaction
+    stays open across object-store calls. A delete that fails is reported and the sweep goes on.
+    Finally removes what crashed writes left half done (stale temp files, multipart uploads).
+    """
+    if grace <= timedelta(0):
+        raise ValueError("the orphan grace period must be positive")
+    if not 1 <= batch <= 10_000:
+        raise ValueError("batch must be within 1..10000")
+    _require_cross_tenant_reads(engine)
+    cutoff = as_utc(now or utcnow()) - grace
+    report = OrphanSweepReport()
+    for infos in _batched(store.list_objects(ORPHAN_PREFIX, older_than=cutoff), batch):
+        report.batches += 1
+        report.objects_checked += len(infos)
+        with system_session(engine) as session:
+            query = select(Artifact.storage_key).where(Artifact.storage_key.in_([info.key for info in infos]))
+            known = set(session.scalars(query))
+        for info in infos:
+            if info.key in known:
+                continue
+            try:
+                store.delete(info.key)
+            except Exception as exc:  # noqa: BLE001 - report and carry on with the other objects
+                report.failed += 1
+                if len(report.failed_keys) < _MAX_REPORTED_KEYS:
+                    report.failed_keys.append(info.key)
+                if log is not None:
+                    log.warning(f"orphan sweep: could not delete {info.key}: {type(exc).__name__}")
+                continue
+            report.orphans_deleted += 1
+            report.bytes_freed += info.size_bytes
+    try:
+        incomplete = store.remove_incomplete_writes(cutoff)
+    except Exception as exc:  # noqa: BLE001 - the orphans above are done; report this part as failed
+        report.incomplete_writes_failed += 1
+        if log is not None:
+            log.warning(f"orphan sweep: could not clean up incomplete writes: {type(exc).__name__}")
+        return report
+    report.incomplete_writes_removed = incomplete.removed
+    report.incomplete_bytes_freed = incomplete.bytes_freed
+    report.incomplete_writes_failed = incomplete.failed
+    return report
