@@ -6,22 +6,20 @@ filename is metadata only. Implementations stream: nothing here holds a whole ob
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import dagster as dg
 
-from pipelines.errors import ObjectMissing, PayloadTooLarge, StorageKeyError
+from pipelines.errors import PayloadTooLarge, StorageKeyError
 
 if TYPE_CHECKING:
     from resources.settings import Settings
@@ -216,218 +214,6 @@ def content_disposition(filename: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Local directory
-# --------------------------------------------------------------------------------------------
-
-
-class LocalObjectStore(ObjectStore):
-    """Objects as files under ``root``; the embedded default (``.kiln/objects``)."""
-
-    root: str
-
-    def _root(self) -> str:
-        return os.path.realpath(self.root)
-
-    def _path(self, key: str) -> str:
-        """The real path of ``key`` under the real root; anything resolving elsewhere is refused."""
-        validate_key(key)
-        root = self._root()
-        resolved = os.path.realpath(os.path.join(root, *key.split("/")))
-        if os.path.commonpath([root, resolved]) != root or resolved == root:
-            raise StorageKeyError(f"storage key escapes the object root: {key!r}")
-        return resolved
-
-    def put_stream(
-        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
-    ) -> PutResult:
-        path = self._path(key)
-        directory = os.path.dirname(path)
-        digest = _DigestingCounter(max_bytes)
-        fd, tmp_path = self._temp_file(directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    if chunk:
-                        digest.add(chunk)
-                        fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            # Re-check after writing: a directory swapped for a symlink meanwhile must not win.
-            if self._path(key) != path:
-                raise StorageKeyError(f"storage key escapes the object root: {key!r}")
-            os.replace(tmp_path, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_path)
-            self._prune_empty_parents(directory)
-            raise
-        _fsync_directory(directory)
-        return digest.result(key)
-
-    @staticmethod
-    def _temp_file(directory: str) -> tuple[int, str]:
-        # A concurrent delete may prune the (empty) directory between makedirs and mkstemp.
-        for attempt in range(3):
-            os.makedirs(directory, exist_ok=True)
-            try:
-                return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        _check_range(start, end)
-        path = self._path(key)
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator below
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectMissing(f"no object at {key!r}") from None
-        return _iter_file(fh, start, end, chunk_size)
-
-    def size(self, key: str) -> int:
-        path = self._path(key)
-        if not os.path.isfile(path):
-            raise ObjectMissing(f"no object at {key!r}")
-        return os.path.getsize(path)
-
-    def exists(self, key: str) -> bool:
-        return os.path.isfile(self._path(key))
-
-    def delete(self, key: str) -> None:
-        path = self._path(key)
-        try:
-            os.unlink(path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return
-        self._prune_empty_parents(os.path.dirname(path))
-
-    def _prune_empty_parents(self, directory: str) -> None:
-        # One directory per artifact id: without pruning, retention would leave millions behind.
-        root = self._root()
-        while directory != root and os.path.commonpath([root, directory]) == root:
-            try:
-                os.rmdir(directory)
-            except OSError:  # not empty, or already gone
-                return
-            directory = os.path.dirname(directory)
-
-
-    def list_objects(self, prefix: str, *, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
-        validate_prefix(prefix)  # here, not in the generator: a bad prefix fails at the call
-        root = self._root()
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self._path(folder) if folder else root
-        cutoff = None if older_than is None else as_utc(older_than).timestamp()
-        return self._listing(root, start, prefix, cutoff)
-
-    @staticmethod
-    def _listing(root: str, start: str, prefix: str, cutoff: float | None) -> Iterator[ObjectInfo]:
-        for path, name, stat in _walk_files(start):
-            if _is_temp_name(name) or (cutoff is not None and stat.st_mtime >= cutoff):
-                continue
-            key = os.path.relpath(path, root).replace(os.sep, "/")
-            if not key.startswith(prefix):
-                continue
-            try:
-                validate_key(key)
-            except StorageKeyError:  # a file no put_* could have written (dropped in by hand): not ours
-                continue
-            yield ObjectInfo(key=key, size_bytes=stat.st_size, modified_at=datetime.fromtimestamp(stat.st_mtime, UTC))
-
-    def stale_temp_files(self, older_than: datetime) -> Iterator[ObjectInfo]:
-        """Temp files of interrupted writes (``.tmp-*.part``) last written before ``older_than``.
-
-        ``key`` is the file's path relative to the root (not a valid object key). A write in
-        progress keeps touching its temp file, so only a grace period well past the slowest
-        upload makes one safe to remove.
-        """
-        root, cutoff = self._root(), as_utc(older_than).timestamp()
-        for path, name, stat in _walk_files(root):
-            if _is_temp_name(name) and stat.st_mtime < cutoff:
-                relative = os.path.relpath(path, root).replace(os.sep, "/")
-                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-                yield ObjectInfo(key=relative, size_bytes=stat.st_size, modified_at=modified)
-
-    def remove_incomplete_writes(self, older_than: datetime) -> IncompleteWritesReport:
-        root = self._root()
-        removed = freed = failed = 0
-        for info in self.stale_temp_files(older_than):
-            path = os.path.join(root, *info.key.split("/"))
-            directory = os.path.dirname(path)
-            # The walk never follows symlinks; re-check in case a folder was swapped for one since.
-            if os.path.commonpath([root, os.path.realpath(directory)]) != root:
-                failed += 1
-                continue
-            try:
-                os.unlink(path)
-            except FileNotFoundError:  # its writer finished or cleaned up meanwhile
-                continue
-            except OSError:
-                failed += 1
-                continue
-            removed, freed = removed + 1, freed + info.size_bytes
-            self._prune_empty_parents(directory)
-        return IncompleteWritesReport(removed=removed, bytes_freed=freed, failed=failed)
-
-
-_TEMP_PREFIX, _TEMP_SUFFIX = ".tmp-", ".part"  # the names _temp_file gives mkstemp
-
-
-def _is_temp_name(name: str) -> bool:
-    return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
-
-
-def _walk_files(top: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """``(path, name, stat)`` of every regular file under ``top``; symlinks are never followed.
-
-    Depth first with one directory handle open at a time; entries removed while the walk runs
-    (retention deleting as it lists) are skipped rather than raised.
-    """
-    pending = [top]
-    while pending:
-        directory = pending.pop()
-        subdirectories: list[str] = []
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            subdirectories.append(entry.path)
-                            continue
-                        if not entry.is_file(follow_symlinks=False):
-                            continue  # symlinks and other non-regular files
-                        stat = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    yield entry.path, entry.name, stat
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        pending.extend(reversed(subdirectories))
-
-
-def _iter_file(fh: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
-    with fh:
-        fh.seek(start)
-        remaining = None if end is None else end - start + 1
-        while remaining is None or remaining > 0:
-            chunk = fh.read(chunk_size if remaining is None else min(chunk_size, remaining))
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# --------------------------------------------------------------------------------------------
 # Choosing the backend
 # --------------------------------------------------------------------------------------------
 
@@ -444,3 +230,7 @@ def build_object_store(settings: Settings) -> ObjectStore:
             region_name=settings.s3_region,
         )
     return LocalObjectStore(root=str(settings.resolved_objects_dir))
+
+
+# Re-exported: the local store is the embedded default every caller may name from here.
+from resources.objectstore_local import LocalObjectStore  # noqa: E402
