@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import dagster as dg
 import pytest
-from moto.server import ThreadedMotoServer
 from sqlalchemy import update
 
 from pipelines.maintenance.retention import (
@@ -23,8 +20,8 @@ from pipelines.maintenance.retention import (
 from pipelines.maintenance_defs import retention_job, retention_schedule
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import LocalObjectStore, artifact_key
-from resources.objectstore_s3 import S3ObjectStore
 from resources.settings import Settings
+from tests.objectstore_support import moto_endpoint, s3_store  # noqa: F401 - fixtures
 from warehouse.artifacts import expiry, store_artifact
 from warehouse.db import make_engine, system_session, utcnow
 from warehouse.jobs import claim_job, fail_job, submit_job, succeed_job
@@ -234,8 +231,6 @@ def test_retention_schedule_is_daily_in_utc():
 # --- orphaned objects: in the store, named by no artifact row --------------------------------
 
 HOUR = timedelta(hours=1)
-S3_BUCKET = "kiln-orphans"
-S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def _age(store: LocalObjectStore, key_or_path: str, hours: float) -> None:
@@ -294,24 +289,8 @@ def test_sweep_deletes_old_orphans_and_stale_temp_files_on_a_local_store(engine,
     assert (again.orphans_deleted, again.objects_checked) == (0, 2)
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **S3_CREDENTIALS).create_bucket(Bucket=S3_BUCKET)
-    yield endpoint
-    server.stop()
-
-
-def test_sweep_on_s3_respects_the_grace_period_and_rows(engine, orphan_world, moto_s3):
-    store = S3ObjectStore(
-        bucket=S3_BUCKET, prefix=f"t-{uuid.uuid4().hex}", endpoint_url=moto_s3, region_name="us-east-1",
-        **S3_CREDENTIALS,
-    )
+def test_sweep_on_s3_respects_the_grace_period_and_rows(engine, orphan_world, s3_store):
+    store = s3_store
     keys = orphan_world(store)
     # moto cannot backdate LastModified: look from two days ahead instead.
     later = utcnow() + timedelta(days=2)
