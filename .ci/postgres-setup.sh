@@ -9,10 +9,14 @@
 #   kiln_api     LOGIN, member of kiln_app, never superuser, NOBYPASSRLS
 #   kiln_worker  LOGIN, member of kiln_system (Dagster runs and sensors)
 #
-# Prints `export KILN_TEST_POSTGRES_URL=...`; source-able: `eval "$(.ci/postgres-setup.sh)"` or
-# `source .ci/postgres-setup.sh` both leave the variable exported. Fails loudly when PostgreSQL
-# cannot be reached, so the PostgreSQL half of the suite is never skipped silently in CI.
+# Prints exactly one line on stdout, `export KILN_TEST_POSTGRES_URL=...`, so
+# `eval "$(.ci/postgres-setup.sh)"` is safe: everything else (pg_ctlcluster's own chatter such as
+# "Removed stale pid file.", psql notices) goes to stderr. Fails loudly when PostgreSQL cannot be
+# reached, so the PostgreSQL half of the suite is never skipped silently in CI.
 set -euo pipefail
+
+# Keep the real stdout on fd 3 for the final export line; every command below writes to stderr.
+exec 3>&1 1>&2
 
 PG_VERSION="${KILN_PG_VERSION:-15}"
 PG_CLUSTER="${KILN_PG_CLUSTER:-main}"
@@ -33,7 +37,8 @@ if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
   command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not answering on ${PG_HOST}:${PG_PORT} and pg_ctlcluster is missing"
   log "starting cluster ${PG_VERSION}/${PG_CLUSTER}"
   # `start` fails when the cluster is already starting/running; the readiness loop below decides.
-  pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start || log "pg_ctlcluster start returned non-zero; waiting anyway"
+  # 3>&-: the postmaster must not inherit the stdout pipe, or `$(...)` around this script never returns.
+  pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start 3>&- || log "pg_ctlcluster start returned non-zero; waiting anyway"
 fi
 
 for _ in $(seq 1 60); do
@@ -74,6 +79,5 @@ url="postgresql://kiln_owner:${ROLE_PASSWORD}@${PG_HOST}:${PG_PORT}/postgres"
 PGPASSWORD="$ROLE_PASSWORD" psql -X -q -h "$PG_HOST" -p "$PG_PORT" -U kiln_owner -d postgres -At -c 'SELECT 1' >/dev/null \
   || die "kiln_owner cannot log in over ${PG_HOST}:${PG_PORT} with a password"
 
-export KILN_TEST_POSTGRES_URL="$url"
 log "PostgreSQL ready; roles kiln_app, kiln_system, kiln_owner, kiln_api, kiln_worker provisioned"
-echo "export KILN_TEST_POSTGRES_URL=${url}"
+echo "export KILN_TEST_POSTGRES_URL=${url}" >&3
