@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.observability import bind_context
 from api.problems import ApiProblem
-from api.security import AuthenticationFailed, Principal, authenticate
+from api.security import AuthenticationFailed, Principal, authenticate, record_token_use
 from resources.objectstore import ObjectStore
 from resources.settings import Settings
 from warehouse.db import session_factory
@@ -58,7 +58,8 @@ RawSession = Annotated[Session, Depends(_request_session, scope="function")]
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
 
 
-def _principal(request: Request, session: RawSession, settings: SettingsDep) -> Principal:
+def _principal(request: Request, session: RawSession, settings: SettingsDep,
+               engine: Annotated[Engine, Depends(get_engine)]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
@@ -71,6 +72,7 @@ def _principal(request: Request, session: RawSession, settings: SettingsDep) -> 
                          headers=_UNAUTHORIZED_HEADERS) from None
     request.state.workspace_id = str(principal.workspace_id)
     request.state.user_id = str(principal.user_id)
+    record_token_use(engine, principal)
     return principal
 
 

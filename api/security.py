@@ -19,18 +19,21 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from warehouse.db import is_postgres, set_tenant, utcnow
+from warehouse.db import is_postgres, set_tenant, tenant_session, utcnow
 from warehouse.models import ApiToken, Membership
 
 TOKEN_PATTERN = re.compile(r"^kiln_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 ROLE_RANK = {"viewer": 1, "editor": 2, "admin": 3, "owner": 4}
 ALL_SCOPES = ("jobs:read", "jobs:write", "artifacts:read", "workspace:read", "workspace:admin")
 WILDCARD_SCOPE = "*"
+# ``api_token.last_used_at`` is exact to this much: a busy token costs one small UPDATE a minute,
+# not one per request, and "is this token still in use?" needs no finer answer.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class AuthenticationFailed(Exception):
@@ -44,6 +47,7 @@ class Principal:
     user_id: uuid.UUID
     role: str
     scopes: frozenset[str] = field(default_factory=frozenset)
+    last_used_at: datetime | None = None
 
     def has_role(self, minimum: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[minimum]
@@ -185,15 +189,46 @@ def authenticate(session: Session, raw_token: str, *, secret_key: str | None = N
     if row.expires_at is not None and row.expires_at <= now:
         raise AuthenticationFailed("expired token")
     set_tenant(session, row.workspace_id)
-    role = session.scalar(
-        select(Membership.role).where(Membership.workspace_id == row.workspace_id, Membership.user_id == row.user_id)
-    )
-    if role is None:
+    # last_used_at is read here, under the workspace scope, so the lookup function (migration 0002)
+    # keeps its signature; the membership check and this read are one query.
+    member = session.execute(
+        select(Membership.role, ApiToken.last_used_at)
+        .join(ApiToken, (ApiToken.workspace_id == Membership.workspace_id) & (ApiToken.user_id == Membership.user_id))
+        .where(Membership.workspace_id == row.workspace_id, Membership.user_id == row.user_id, ApiToken.id == row.id)
+    ).first()
+    if member is None:
         raise AuthenticationFailed("not a member")
     return Principal(
         token_id=row.id,
         workspace_id=row.workspace_id,
         user_id=row.user_id,
-        role=role,
+        role=member.role,
         scopes=frozenset(row.scopes),
+        last_used_at=_as_aware(member.last_used_at),
     )
+
+
+def record_token_use(engine: Engine, principal: Principal, *, now: datetime | None = None) -> bool:
+    """Stamp ``api_token.last_used_at``, at most once per ``LAST_USED_RESOLUTION``; True when written.
+
+    Its own short transaction, not the request's: the row lock an UPDATE takes must not be held
+    while a route runs, or concurrent requests with one token would queue behind each other.
+    The UPDATE is conditional, so concurrent requests write once between them.
+    """
+    now = now or utcnow()
+    cutoff = now - LAST_USED_RESOLUTION
+    if principal.last_used_at is not None and principal.last_used_at > cutoff:
+        return False
+    with tenant_session(engine, principal.workspace_id) as session:
+        result = session.execute(
+            update(ApiToken)
+            .where(
+                ApiToken.workspace_id == principal.workspace_id,
+                ApiToken.id == principal.token_id,
+                or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff),
+            )
+            # updated_at keeps meaning "the token was changed" (revoked, renamed), not "it was used".
+            .values(last_used_at=now, updated_at=ApiToken.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
+from api.security import LAST_USED_RESOLUTION
 from resources.settings import DEFAULT_SECRET, Settings
 from tests.test_api_support import api  # noqa: F401 - fixture
 from warehouse.db import system_session, utcnow
@@ -71,6 +72,37 @@ def test_expired_token_is_401(api):
     with system_session(api.system) as s:
         s.query(ApiToken).filter_by(prefix=prefix).update({"expires_at": utcnow() - timedelta(seconds=1)})
     assert api.client.get("/v1/jobs", headers=t.headers).status_code == 401
+
+
+def test_last_used_at_is_stamped_once_per_resolution_and_listed(api):
+    t = api.tenant()
+    row = _token_row(api, t.token)
+    assert row.last_used_at is None
+    assert api.client.get("/v1/jobs", headers=t.headers).status_code == 200
+    first = _token_row(api, t.token)
+    assert first.last_used_at is not None and first.updated_at == row.updated_at
+
+    assert api.client.get("/v1/jobs", headers=t.headers).status_code == 200
+    assert _token_row(api, t.token).last_used_at == first.last_used_at  # within LAST_USED_RESOLUTION: no write
+
+    with system_session(api.system) as s:
+        s.query(ApiToken).filter_by(id=row.id).update(
+            {"last_used_at": utcnow() - LAST_USED_RESOLUTION - timedelta(seconds=1)}
+        )
+    assert api.client.get("/v1/workspace", headers=t.headers).status_code == 200
+    refreshed = _token_row(api, t.token).last_used_at
+    assert refreshed is not None and refreshed.replace(tzinfo=None) > first.last_used_at.replace(tzinfo=None)
+
+    listed = {i["name"]: i for i in api.client.get("/v1/tokens", headers=t.headers).json()["items"]}
+    assert listed["test"]["last_used_at"] is not None
+
+
+def test_a_rejected_token_is_not_stamped(api):
+    t = api.tenant()
+    prefix = t.token.split("_")[1]
+    forged = f"kiln_{prefix}_" + "B" * 43
+    assert api.client.get("/v1/jobs", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert _token_row(api, t.token).last_used_at is None
 
 
 def test_created_token_works_and_is_shown_once(api):
