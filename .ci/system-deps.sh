@@ -5,7 +5,13 @@
 # Idempotent: does nothing when soffice and the fonts are already there. Needs root (or sudo).
 set -euo pipefail
 
-have_fonts() { fc-list 2>/dev/null | grep -qi carlito && fc-list 2>/dev/null | grep -qi caladea && fc-list 2>/dev/null | grep -qi liberation; }
+# The font list is read once into a variable: `fc-list | grep -q` dies of SIGPIPE under pipefail
+# when grep stops reading early, which made this check fail (and apt-get run) on every call.
+have_fonts() {
+  local fonts
+  fonts="$(fc-list : family 2>/dev/null)" || return 1
+  grep -qi carlito <<<"$fonts" && grep -qi caladea <<<"$fonts" && grep -qi liberation <<<"$fonts"
+}
 
 if command -v soffice >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 && have_fonts; then
   echo "system-deps: LibreOffice, fonts and poppler-utils already installed"

@@ -1,8 +1,11 @@
-"""`.ci/postgres-setup.sh` is eval'ed by `.ci/run` and `make test`: its stdout must be exactly the export line.
+"""The shell scripts under `.ci/` that `make test`, `make run` and `.ci/run` call.
 
-CI once failed with `Removed: command not found` because pg_ctlcluster prints "Removed stale pid file."
-on stdout when a previous cluster left its pid file behind. The script runs here against stand-ins for
-the PostgreSQL tools on PATH (the real cluster belongs to the rest of the suite and must not be restarted).
+They run here against stand-ins for the system tools on PATH: the real PostgreSQL cluster belongs to
+the rest of the suite and must not be restarted, and apt-get must not run from a test.
+
+`.ci/postgres-setup.sh` is eval'ed: its stdout must be exactly the export line. CI once failed with
+`Removed: command not found` because pg_ctlcluster prints "Removed stale pid file." on stdout when a
+previous cluster left its pid file behind.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / ".ci" / "postgres-setup.sh"
+SYSTEM_DEPS = ROOT / ".ci" / "system-deps.sh"
 
 
 def _tool(bin_dir: Path, name: str, body: str) -> None:
@@ -65,3 +69,39 @@ def test_eval_of_its_output_exports_the_url(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "postgresql://kiln_owner:kiln@127.0.0.1:5432/postgres"
+
+
+def _fake_installed_system(tmp_path: Path, *, fonts: list[str]) -> tuple[dict[str, str], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    apt_calls = tmp_path / "apt-calls"
+    # Many fonts after the wanted ones, as on a real desktop: more than a pipe buffer of output, so a
+    # reader that stops at the first match leaves fc-list to die of SIGPIPE.
+    listing = tmp_path / "fonts.txt"
+    listing.write_text("".join(f"{name}\n" for name in fonts) + "".join(f"Filler Sans {i}\n" for i in range(20000)))
+    _tool(bin_dir, "fc-list", f'cat "{listing}"\n')
+    _tool(bin_dir, "soffice", "echo LibreOffice 7.4\n")
+    _tool(bin_dir, "pdftotext", "true\n")
+    _tool(bin_dir, "id", "echo 0\n")
+    _tool(bin_dir, "apt-get", f'echo "$*" >> "{apt_calls}"\n')
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, apt_calls
+
+
+def test_system_deps_is_a_no_op_when_everything_is_installed(tmp_path: Path) -> None:
+    env, apt_calls = _fake_installed_system(tmp_path, fonts=["Carlito", "Caladea", "Liberation Sans"])
+
+    result = subprocess.run(["bash", str(SYSTEM_DEPS)], env=env, capture_output=True, text=True, timeout=20, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert "already installed" in result.stdout
+    assert not apt_calls.exists()
+
+
+def test_system_deps_installs_when_a_font_is_missing(tmp_path: Path) -> None:
+    env, apt_calls = _fake_installed_system(tmp_path, fonts=["Carlito", "Liberation Sans"])
+
+    result = subprocess.run(["bash", str(SYSTEM_DEPS)], env=env, capture_output=True, text=True, timeout=20, check=False)
+
+    assert result.returncode == 0, result.stderr
+    calls = apt_calls.read_text().splitlines()
+    assert any(c.startswith("install") and "fonts-crosextra-caladea" in c for c in calls), calls
