@@ -13,6 +13,11 @@ WORKSPACE_ID_TAG = "kiln/workspace_id"
 KIND_TAG = "kiln/kind"
 ATTEMPT_TAG = "kiln/attempt"
 REQUEST_ID_TAG = "kiln/request_id"
+# Dagster's own per-run override of the instance's `run_retries.max_retries`. A Kiln job's attempts
+# are counted, backed off and capped by Kiln's state machine (a lost worker becomes `worker_lost`,
+# retryable); an automatic Dagster re-execution on top would be an unaccounted attempt that finds
+# the job not claimable. Runs without a Kiln job (retention, lineage) keep the instance's retries.
+DAGSTER_MAX_RETRIES_TAG = "dagster/max_retries"
 
 # Metadata keys of the dg.Failure an asset raises for a KilnError (read by the run-status sensor).
 ERROR_CODE_KEY = "kiln_error_code"
@@ -25,6 +30,7 @@ def tags_for_job(*, job_id: object, workspace_id: object, kind: str, attempt: in
         WORKSPACE_ID_TAG: str(workspace_id),
         KIND_TAG: kind,
         ATTEMPT_TAG: str(attempt),
+        DAGSTER_MAX_RETRIES_TAG: "0",
     }
     if request_id:
         tags[REQUEST_ID_TAG] = request_id

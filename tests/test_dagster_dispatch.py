@@ -5,7 +5,7 @@ import uuid
 import dagster as dg
 import pytest
 
-from pipelines.run_tags import ATTEMPT_TAG, JOB_ID_TAG, KIND_TAG, WORKSPACE_ID_TAG
+from pipelines.run_tags import ATTEMPT_TAG, DAGSTER_MAX_RETRIES_TAG, JOB_ID_TAG, KIND_TAG, WORKSPACE_ID_TAG
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
 from sensors.selftest import selftest_dispatch_sensor
@@ -52,6 +52,7 @@ def test_due_jobs_become_partitions_and_run_requests_capped_per_tick(db_url, eng
         WORKSPACE_ID_TAG: str(tenant.workspace_id),
         KIND_TAG: "selftest",
         ATTEMPT_TAG: "1",
+        DAGSTER_MAX_RETRIES_TAG: "0",
     }
     (add_request,) = first.dynamic_partitions_requests
     assert add_request.partitions_def_name == "selftest_jobs"

@@ -119,3 +119,33 @@ def test_classification_reads_kiln_failure_metadata_or_falls_back_to_retryable()
     assert (unexpected.code, unexpected.retryable) == ("internal_error", True)
     assert "ValueError" in unexpected.message
     assert classify_step_failures([]).code == "worker_lost"
+
+
+@pytest.mark.parametrize("kiln_job_run", [True, False])
+def test_dagster_retries_crashed_runs_only_when_they_are_not_kiln_jobs(tmp_path, kiln_job_run):
+    """With run_retries on (deploy/dagster.yaml), Dagster's own decision: Kiln job runs are Kiln's to retry."""
+    import dagster as dg
+    from dagster._core.events import RunFailureReason
+    from dagster._core.execution.retries import auto_reexecution_should_retry_run
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+
+    @dg.op
+    def noop():
+        return None
+
+    @dg.job
+    def some_job():
+        noop()
+
+    tags = (
+        tags_for_job(job_id="00000000-0000-0000-0000-000000000001", workspace_id="w", kind="selftest", attempt=1)
+        if kiln_job_run
+        else {}
+    )
+    with dg.instance_for_test(
+        temp_dir=str(tmp_path), overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        run = instance.create_run_for_job(some_job, tags=tags, status=DagsterRunStatus.FAILURE)
+        retried = auto_reexecution_should_retry_run(instance, run, RunFailureReason.UNEXPECTED_TERMINATION)
+
+    assert retried is (not kiln_job_run)
