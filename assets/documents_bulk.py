@@ -7,14 +7,21 @@ they are kept:
 
 - **Row outcomes persist as they go.** Rows are handled in small batches; each batch's per-row
   artifacts and ``bulk_row`` outcomes (and the run's counters) commit in one transaction.
-- **Nothing is produced twice.** ``bulk_row`` is unique on ``(bulk_run_id, row_index)`` and a row
-  is only processed when it has no outcome yet (``run``/``resume``) or failed (``retry_failed``).
+- **Nothing is produced twice.** ``bulk_row`` is unique on ``(bulk_run_id, row_index)`` and a
+  succeeded row is never processed again. ``run`` (the first attempt and its automatic crash
+  retries) processes rows with no outcome yet; ``resume`` and ``retry_failed`` process every row
+  not yet succeeded (no outcome, or failed), so either one leaves the run complete.
+- **A run only finishes complete.** ``succeeded`` / ``partially_succeeded`` / ``failed`` are set
+  only when every row has an outcome (``succeeded + failed == total``, counted in the database).
   Per-row artifact ids are derived from ``(bulk_run, row, format)`` (uuid5), so a batch redone
   after a crash between writing objects and committing overwrites the same objects instead of
   orphaning new ones. Output names are allocated after reserving every name already recorded.
 - **One bad row never stops the run.** Validation, rendering and conversion errors become that
   row's ``failed`` outcome with a stable ``error_code``; transient conversion failures
-  (timeouts) are retried per row first.
+  (timeouts, a crashed LibreOffice) are retried per row first.
+- **A run that cannot go on says so.** Any error that stops the engine (an unreadable or expired
+  input, per-row files gone before the ZIP is rebuilt, a lost object) marks the run ``failed``
+  before the error reaches the job, so it never stays ``running``.
 - **Outputs stream.** The ZIP is produced by ``archive.zip_chunks`` straight into
   ``ObjectStore.put_stream``; members come from this run's scratch folder or, for rows finished
   by an earlier attempt, are fetched one at a time.
@@ -29,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from assets.documents_bulk_outputs import write_outputs
 from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
@@ -39,7 +46,7 @@ from assets.documents_source import fetch_source
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
 from pipelines.documents.render import PreparedTemplate, prepare_template
 from pipelines.documents.tabular import FilenameAllocator, check_columns, iter_rows
-from pipelines.errors import PayloadTooLarge, PermanentError
+from pipelines.errors import ObjectMissing, PermanentError, RetryableError
 from resources.objectstore import ObjectStore
 from warehouse.artifacts import store_artifact
 from warehouse.db import utcnow
@@ -91,9 +98,7 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
         if input_artifact_id is None:
             input_artifact_id = _fetch_input(env, bulk_run_id, source_url)
         rows_path = scratch / "rows"
-        with env.sessions() as s:
-            key = s.scalar(select(Artifact.storage_key).where(Artifact.id == input_artifact_id))
-        env.store.download_to(key, str(rows_path))
+        _download_input(env, input_artifact_id, rows_path)
 
         columns, rows = iter_rows(rows_path)
         check_columns(columns, template.analysis.required_names())
@@ -117,9 +122,7 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
 
         def wanted(index: int) -> bool:
             previous = recorded.get(index)
-            if mode == "retry_failed":
-                return previous is not None and previous.status == "failed"
-            return previous is None
+            return previous is None or (mode != "run" and previous.status == "failed")
 
         batch_size = settings.documents_pdf_batch_size if fmt != "docx" else settings.documents_rows_per_commit
         counts = {"succeeded": succeeded, "failed": failed}
@@ -147,20 +150,57 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
                 batch = []
             if in_flight is not None:
                 in_flight.result()
-        zip_id, report_id = write_outputs(env, bulk_run_id, fmt, input_artifact_id, scratch)
-        status = ("succeeded" if counts["failed"] == 0 else
-                  "failed" if counts["succeeded"] == 0 else "partially_succeeded")
+        succeeded, failed = _recount(env, bulk_run_id, total)
+        try:
+            zip_id, report_id = write_outputs(env, bulk_run_id, fmt, input_artifact_id, scratch)
+        except ObjectMissing as exc:
+            raise PermanentError(
+                "A succeeded row's file is no longer stored (the per-row files' retention ended), so the ZIP "
+                "cannot be rebuilt; submit the spreadsheet again as a new bulk run.", code="bulk_outputs_expired",
+            ) from exc
+        status = "succeeded" if failed == 0 else "failed" if succeeded == 0 else "partially_succeeded"
         with env.sessions() as s:
             s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(
                 status=status, zip_artifact_id=zip_id, report_artifact_id=report_id, updated_at=utcnow()))
-        return BulkResult(total, counts["succeeded"], counts["failed"], processed, zip_id, report_id)
-    except (MissingColumns, TabularInvalid, PermanentError, PayloadTooLarge) as exc:
-        # A run that cannot start (bad spreadsheet, missing columns, refused or oversized source) fails as a whole.
+        return BulkResult(total, succeeded, failed, processed, zip_id, report_id)
+    except Exception:
+        # Whatever stops the engine (bad spreadsheet, missing columns, a refused source, an expired
+        # input, a lost object, a bug) ends the run as failed; the job records the error itself.
         with env.sessions() as s:
             s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(status="failed", updated_at=utcnow()))
-        raise exc
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _recount(env: BulkEnv, bulk_run_id: uuid.UUID, total: int) -> tuple[int, int]:
+    """(succeeded, failed) from the recorded rows; refuses to finish a run that left rows without an outcome."""
+    with env.sessions() as s:
+        counted = dict(s.execute(select(BulkRow.status, func.count()).where(
+            BulkRow.workspace_id == env.workspace_id, BulkRow.bulk_run_id == bulk_run_id,
+            BulkRow.row_index <= total).group_by(BulkRow.status)).all())
+        succeeded, failed = counted.get("succeeded", 0), counted.get("failed", 0)
+        s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(
+            succeeded_rows=succeeded, failed_rows=failed, updated_at=utcnow()))
+    if succeeded + failed != total:
+        raise RetryableError(f"{total - succeeded - failed} of {total} rows have no outcome yet; the run is "
+                             "retried to process them.", code="bulk_run_incomplete")
+    return succeeded, failed
+
+
+def _download_input(env: BulkEnv, input_artifact_id: uuid.UUID, path: Path) -> None:
+    expired = PermanentError("The bulk run's spreadsheet is no longer stored (its retention period ended); "
+                             "submit it again as a new bulk run.", code="bulk_input_expired")
+    with env.sessions() as s:
+        key = s.scalar(select(Artifact.storage_key).where(
+            Artifact.workspace_id == env.workspace_id, Artifact.id == input_artifact_id,
+            Artifact.status == "available"))
+    if key is None:
+        raise expired
+    try:
+        env.store.download_to(key, str(path))
+    except ObjectMissing as exc:
+        raise expired from exc
 
 
 def _fetch_input(env: BulkEnv, bulk_run_id: uuid.UUID, source_url: str | None) -> uuid.UUID:

@@ -71,7 +71,7 @@ def typed_values(row: dict[str, str], analysis: TemplateAnalysis) -> dict[str, A
         if f.kind == "loop" and f.name in row and row[f.name].strip():
             try:
                 parsed = json.loads(row[f.name])
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a cell of 100,000 nested '['
                 parsed = None
             if not isinstance(parsed, list):
                 return RowError("wrong_type", f"Column {f.name!r} must hold a JSON array for the loop it feeds.")
@@ -80,17 +80,20 @@ def typed_values(row: dict[str, str], analysis: TemplateAnalysis) -> dict[str, A
 
 
 def render_row(template: PreparedTemplate, index: int, row: dict[str, str], out: Path) -> Pending:
+    """One row's document, or its error: whatever goes wrong with one row fails that row, never the run."""
     pending = Pending(index, row, out)
-    problem = validate_row(row, template.analysis.required_names())
-    if problem is None:
-        values = typed_values(row, template.analysis)
-        if isinstance(values, RowError):
-            problem = values
-        else:
-            try:
+    try:
+        problem = validate_row(row, template.analysis.required_names())
+        if problem is None:
+            values = typed_values(row, template.analysis)
+            if isinstance(values, RowError):
+                problem = values
+            else:
                 render_docx(template, values, str(out), check_required=False)
-            except KilnError as exc:
-                problem = RowError(exc.code, exc.message)
+    except KilnError as exc:
+        problem = RowError(exc.code, exc.message)
+    except Exception as exc:  # noqa: BLE001 - a row's data must not stop the run (nor retry it for ever)
+        problem = RowError("render_failed", f"The row could not be filled: {type(exc).__name__}: {exc}"[:2000])
     pending.error = problem
     return pending
 

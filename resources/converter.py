@@ -13,9 +13,15 @@ Robustness rules:
 - each batch has a timeout (base + per document); on timeout the whole process group is killed,
   the profile is wiped (it may be half-written) and the batch is retried one document at a time,
   so one bad document fails alone with a typed error instead of failing or hanging the batch;
+- a batch of several documents that ends with some PDFs missing (soffice crashed: non-zero exit,
+  or it skipped a document) is finished one document at a time for the missing ones, after a
+  fresh profile when soffice crashed; after a crash, PDFs count only when complete (``%%EOF``);
 - the profile is recreated after ``restart_after`` conversions, bounding cache growth;
-- a document LibreOffice cannot load gives ``ConversionFailed`` (permanent); a timeout gives
-  ``ConversionTimeout`` (retryable); no soffice gives ``ConverterUnavailable`` with install advice.
+- one document alone: no PDF with a clean exit means LibreOffice could not load it
+  (``ConversionFailed``, permanent: the same bytes fail again); no PDF because soffice crashed
+  gives ``ConversionCrashed`` (retryable: a crash is as often the process as the document, so the
+  caller's bounded per-row retries decide, and a row that keeps crashing fails with that code);
+  a timeout gives ``ConversionTimeout`` (retryable); no soffice gives ``ConverterUnavailable``.
 """
 
 from __future__ import annotations
@@ -36,12 +42,17 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pipelines.documents.errors import ConversionFailed, ConversionTimeout, ConverterUnavailable
-from pipelines.errors import KilnError
+from pipelines.errors import KilnError, RetryableError
 
 INSTALL_HINT = (
     "Install LibreOffice and metric-compatible fonts: `.ci/system-deps.sh`, or on Debian/Ubuntu "
     "`apt-get install libreoffice-writer-nogui fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2`."
 )
+
+
+class ConversionCrashed(RetryableError):
+    code = "conversion_crashed"
+    title = "LibreOffice stopped while converting the document"
 
 
 @dataclass
@@ -138,7 +149,8 @@ class DocumentConverter(dg.ConfigurableResource):
             self._profile = Path(tempfile.mkdtemp(prefix="kiln-lo-profile-"))
         self._conversions = 0
 
-    def _run_soffice(self, staged: list[Path], outdir: Path, timeout: float) -> None:
+    def _run_soffice(self, staged: list[Path], outdir: Path, timeout: float) -> int:
+        """soffice's exit status; raises ``TimeoutExpired`` after killing it."""
         command = [
             self.soffice_path, f"-env:UserInstallation={self._profile_path().as_uri()}",
             "--headless", "--invisible", "--nodefault", "--nolockcheck", "--nologo", "--norestore",
@@ -149,6 +161,7 @@ class DocumentConverter(dg.ConfigurableResource):
                                    start_new_session=True, env={**os.environ, "HOME": str(self._profile_path())})
         try:
             process.communicate(timeout=timeout)
+            return process.returncode
         except subprocess.TimeoutExpired:
             try:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -173,24 +186,36 @@ class DocumentConverter(dg.ConfigurableResource):
                 staged.append(link)
             timeout = self.timeout_base_s + self.timeout_per_document_s * len(staged)
             try:
-                self._run_soffice(staged, outdir, timeout)
+                returncode = self._run_soffice(staged, outdir, timeout)
             except subprocess.TimeoutExpired:
                 if len(sources) > 1:
                     # Isolate the document that hangs: the others still convert.
                     return [r for src in sources for r in self._convert_chunk([src])]
                 return [ConversionResult(sources[0], None, ConversionTimeout(
                     f"Converting {sources[0].name} took longer than {timeout:.0f} s.", timeout_s=timeout))]
-            results = []
+            if returncode != 0:
+                self._reset_profile()  # a crashed soffice may leave its profile half-written
+            results: list[ConversionResult | None] = []
             for src, link in zip(sources, staged):
                 produced = outdir / (link.stem + ".pdf")
-                if produced.exists() and produced.stat().st_size > 0:
+                if _complete_pdf(produced, crashed=returncode != 0):
                     target = src.with_suffix(".pdf")
                     shutil.move(str(produced), target)
                     results.append(ConversionResult(src, target))
                 else:
-                    results.append(ConversionResult(src, None, ConversionFailed(
-                        f"LibreOffice could not convert {src.name}: the file is damaged or not a Word document.")))
-            return results
+                    results.append(None)
+        if len(sources) > 1:
+            # Whatever the batch left out (a crash ends it early) is done alone, so a document is
+            # only judged on its own run, never on a neighbour's.
+            return [r if r is not None else self._convert_chunk([src])[0] for src, r in zip(sources, results)]
+        if results[0] is not None:
+            return [results[0]]
+        if returncode != 0:
+            return [ConversionResult(sources[0], None, ConversionCrashed(
+                f"LibreOffice stopped (exit status {returncode}) while converting {sources[0].name}; "
+                "the conversion may succeed when retried.", exit_status=returncode))]
+        return [ConversionResult(sources[0], None, ConversionFailed(
+            f"LibreOffice could not convert {sources[0].name}: the file is damaged or not a Word document."))]
 
     # --- Microsoft Word (Windows / macOS) -------------------------------------------------
 
@@ -205,3 +230,18 @@ class DocumentConverter(dg.ConfigurableResource):
         if not target.exists():
             return ConversionResult(source, None, ConversionFailed(f"Word produced no PDF for {source.name}."))
         return ConversionResult(source, target)
+
+
+def _complete_pdf(path: Path, *, crashed: bool) -> bool:
+    """A usable PDF: non-empty and, when soffice crashed while writing, ending with ``%%EOF``."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size == 0:
+        return False
+    if not crashed:
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 1024))
+        return b"%%EOF" in fh.read()

@@ -61,3 +61,15 @@ def run_bulk_cycle(instance, resources: dict, *, converter: DocumentConverter | 
         report_run_to_sensors(instance, result, resources)
         results.append((run_request, result))
     return results
+
+
+def xlsx_bytes(rows: list[list[str]]) -> bytes:
+    """A real workbook (openpyxl) with ``rows`` on its first sheet."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    for row in rows:
+        wb.active.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()

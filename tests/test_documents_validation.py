@@ -114,3 +114,19 @@ def test_external_entity_is_refused():
 def test_malformed_xml_is_template_invalid():
     with pytest.raises(TemplateInvalid, match="not well-formed"):
         validate_docx(rebuild(replace={"word/document.xml": b"<w:document><unclosed>"}))
+
+
+def corrupt_deflate(data: bytes, entry: str = "word/document.xml") -> bytes:
+    """``data`` with the first bytes of ``entry``'s compressed stream flipped (its CRC left as it was)."""
+    damaged = bytearray(data)
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(entry)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 2, start + 12):
+        damaged[i] ^= 0xFF
+    return bytes(damaged)
+
+
+def test_corrupt_compressed_entry_is_not_docx():
+    with pytest.raises(NotDocx) as caught:  # zlib.error before: a 500
+        validate_docx(corrupt_deflate(rebuild()))
+    assert caught.value.code == "not_docx" and "word/document.xml" in caught.value.message

@@ -4,6 +4,11 @@ Submitting checks the spreadsheet's columns against the template's required fiel
 work starts (422 ``missing_columns`` naming them). A ``source_url`` (a Google Sheet's published
 CSV export) is never fetched here: only its host is checked against ``KILN_FETCH_ALLOWED_HOSTS``;
 the worker fetches it and checks the columns then.
+
+Resume and retry-failed are refused (409) while the run's job is active, when the run's input or a
+succeeded row's file has expired, and when another request restarted the run first: the restart
+claims the run with a compare-and-set on ``bulk_run.job_id`` before queuing, so two concurrent
+calls cannot both queue a job on the same partition.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.deps import (
@@ -49,6 +54,7 @@ from warehouse.models import Artifact, Job
 
 router = APIRouter(prefix="/v1", tags=["bulk runs"], responses=problem_responses(401, 403, 422))
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SMALL_FORM_BYTES = 64 * 1024  # a form without a file (source_url) is parsed in memory
 DEFAULT_PATTERN = "row-{row}"
 
@@ -175,19 +181,23 @@ async def _receive_rows(request: Request, store, settings: Settings, workspace_i
     return upload, upload.fields
 
 
-def _check_spreadsheet(store, upload: StreamedUpload, required: list[str], pattern: str) -> None:
+def _check_spreadsheet(store, upload: StreamedUpload, required: list[str], pattern: str) -> str:
+    """Check the header against the template; answers the upload's content type, told by its bytes."""
     with tempfile.TemporaryDirectory(prefix="kiln-rows-") as tmp:
-        path = Path(tmp, "rows")
+        path = Path(tmp, "rows")  # a server-made name: the reader tells CSV from XLSX by content
         store.download_to(upload.key, str(path))
-        columns, rows = iter_rows(path)
+        columns, rows = iter_rows(path)  # XLSX: bounded expansion first (422 xlsx_zip_bomb)
         if hasattr(rows, "close"):
             rows.close()
+        with open(path, "rb") as fh:
+            is_xlsx = fh.read(4) == b"PK\x03\x04"
     check_columns(columns, required)
     unknown = [f for f in pattern_fields(pattern) if f != "row" and f not in columns]
     if unknown:
         raise ApiProblem(422, "invalid_filename_pattern",
                          f"filename_pattern names columns the spreadsheet lacks: {', '.join(unknown)}.",
                          missing=unknown)
+    return XLSX_TYPE if is_xlsx else "text/csv"
 
 
 def _submit_job(session, principal, settings, run_id, payload, fingerprint, idempotency_key, request):
@@ -241,7 +251,7 @@ def _create(session, principal, settings, store, request, version, run_id, artif
     if upload is not None and source_url is not None:
         raise ApiProblem(422, "ambiguous_input", "Send either a file or a source_url, not both.")
     if upload is not None:
-        _check_spreadsheet(store, upload, required, pattern)  # MissingColumns -> 422 listing `missing`
+        content_type = _check_spreadsheet(store, upload, required, pattern)  # MissingColumns -> 422 `missing`
     else:
         check_fetch_allowed(source_url, settings)
     fingerprint = {"template_version_id": str(version.id), "format": fmt, "filename_pattern": pattern,
@@ -256,8 +266,7 @@ def _create(session, principal, settings, store, request, version, run_id, artif
     if upload is not None:
         session.add(Artifact(
             id=artifact_id, workspace_id=principal.workspace_id, kind="input", storage_key=upload.key,
-            sha256=upload.sha256, size_bytes=upload.size_bytes, content_type="text/csv" if upload.content_type
-            .startswith("text/") else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=content_type,
             filename=sanitize_filename(upload.filename or "rows"), job_id=result.job.id,
             expires_at=expiry(settings.retention_ttl("input"))))
         session.flush()
@@ -307,6 +316,30 @@ def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
     return BulkRowPage(items=items, next_cursor=next_cursor)
 
 
+def _gone(now):
+    """Artifacts a restart can no longer use: deleted by retention, or past their expiry (about to be)."""
+    return or_(Artifact.status != "available", Artifact.expires_at <= now)
+
+
+def _check_still_stored(session: Session, run: BulkRun) -> None:
+    """409 when a restart would fail in the worker: its input, or a succeeded row's file (the ZIP is
+    rebuilt from every succeeded row), is no longer stored."""
+    now = utcnow()
+    if run.input_artifact_id is not None and session.scalar(select(Artifact.id).where(
+            Artifact.workspace_id == run.workspace_id, Artifact.id == run.input_artifact_id, _gone(now))):
+        raise ApiProblem(409, "bulk_input_expired", "The bulk run's spreadsheet is no longer stored (its retention "
+                         "period ended), so the run cannot be resumed; submit the spreadsheet again as a new run.")
+    for column in (BulkRow.docx_artifact_id, BulkRow.pdf_artifact_id):
+        lost = session.scalar(select(func.count()).select_from(BulkRow).join(Artifact, (
+            Artifact.workspace_id == BulkRow.workspace_id) & (Artifact.id == column)).where(
+            BulkRow.workspace_id == run.workspace_id, BulkRow.bulk_run_id == run.id,
+            BulkRow.status == "succeeded", _gone(now)))
+        if lost:
+            raise ApiProblem(409, "bulk_outputs_expired", f"{lost} succeeded row(s) of this run no longer have their "
+                             "file (the per-row files' retention ended), so the ZIP cannot be rebuilt; submit the "
+                             "spreadsheet again as a new run.", rows=lost)
+
+
 def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Session, settings: Settings,
              idempotency_key: str | None) -> JSONResponse:
     run = load_run(session, principal.workspace_id, id)
@@ -315,13 +348,28 @@ def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Ses
     if job.status in job_machine.ACTIVE_STATUSES:
         raise ApiProblem(409, "bulk_run_active", f"The bulk run's job is {job.status}; wait for it to finish.")
     if mode == "retry_failed" and run.failed_rows == 0:
-        raise ApiProblem(409, "nothing_to_retry", "The bulk run has no failed rows.")
+        raise ApiProblem(409, "nothing_to_retry", "The bulk run has no failed rows; to finish rows that have no "
+                         f"outcome yet, use POST /v1/bulk-runs/{run.id}/resume.")
+    _check_still_stored(session, run)
+    # Compare-and-set before queuing anything: only a request that still finds the finished job it
+    # checked may restart the run. A rival that restarted it meanwhile moved job_id, so this UPDATE
+    # matches nothing and the answer is 409. On PostgreSQL a concurrent rival's UPDATE waits for this
+    # row lock and then re-checks job_id; on SQLite the write lock serializes them. The claim is also
+    # this transaction's first write, which matters on SQLite: pysqlite only opens a transaction at an
+    # INSERT/UPDATE, so submit_job's SAVEPOINT, if first, would commit its job on release.
+    claimed = session.execute(update(BulkRun).where(
+        BulkRun.workspace_id == run.workspace_id, BulkRun.id == run.id, BulkRun.job_id == job.id,
+    ).values(updated_at=utcnow())).rowcount
+    if claimed != 1:
+        raise ApiProblem(409, "bulk_run_active", "Another request restarted this bulk run just now; follow it "
+                         f"with GET /v1/bulk-runs/{run.id}.")
     payload = {"bulk_run_id": str(run.id), "mode": mode}
     result = _submit_job(session, principal, settings, run.id, payload, {**payload, "after_job": str(job.id)},
                          idempotency_key, request)
     if result.created:
-        run.job_id, run.status, run.updated_at = result.job.id, "queued", utcnow()
-        session.flush()
+        session.execute(update(BulkRun).where(BulkRun.workspace_id == run.workspace_id, BulkRun.id == run.id).values(
+            job_id=result.job.id, status="queued", updated_at=utcnow()))
+    session.refresh(run)
     return JSONResponse(run_out(session, settings, run).model_dump(mode="json"),
                         status_code=202 if result.created else 200)
 
@@ -330,7 +378,8 @@ def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Ses
              responses=problem_responses(404, 409))
 def resume_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
                     settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Process the rows that have no outcome yet (after a crash or a cancel); succeeded rows are kept."""
+    """Process every row not yet succeeded (no outcome yet, or failed); succeeded rows are kept. For a run
+    stopped by a crash or a cancel, or one whose failures came from a passing cause."""
     return _restart("resume", id, request, principal, session, settings, idempotency_key)
 
 
@@ -338,5 +387,7 @@ def resume_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader, sess
              responses=problem_responses(404, 409))
 def retry_failed_rows(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
                       settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Process only the failed rows again; the ZIP and report are rewritten to include them."""
+    """Process the failed rows again (and any row with no outcome yet, so the run ends complete); succeeded
+    rows are kept. The ZIP and report are rewritten to include them. 409 ``nothing_to_retry`` when no row
+    failed."""
     return _restart("retry_failed", id, request, principal, session, settings, idempotency_key)

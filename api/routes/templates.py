@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
@@ -26,8 +27,7 @@ from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime
 from api.uploads import stream_upload_to_store
-from pipelines.documents.errors import TemplateInvalid
-from pipelines.documents.fields import analyze_template
+from pipelines.documents.fields import TemplateAnalysis, analyze_template
 from pipelines.documents.render import PreparedTemplate, prepare_template, render_docx
 from pipelines.documents.validation import validate_docx
 from resources.converter import DocumentConverter
@@ -162,25 +162,52 @@ async def _receive_docx(request: Request, store: ObjectStore, settings: Settings
     artifact_id = uuid.uuid4()
     key = artifact_key(workspace_id, "input", template_id, artifact_id, "template.docx")
     upload = await stream_upload_to_store(request, store, key, max_bytes=settings.documents_max_template_bytes)
-    data = await anyio.to_thread.run_sync(store.get_bytes, key)
     try:
+        data = await anyio.to_thread.run_sync(store.get_bytes, key)
         await anyio.to_thread.run_sync(validate_docx, data)
-    except TemplateInvalid:
+    except BaseException:
         store.delete(key)
         raise
     return artifact_id, upload, data
 
 
+def _version_by_sha(session: Session, template: Template, sha256: str) -> TemplateVersion | None:
+    return session.scalar(select(TemplateVersion).where(
+        TemplateVersion.workspace_id == template.workspace_id, TemplateVersion.template_id == template.id,
+        TemplateVersion.content_sha256 == sha256))
+
+
 def _add_version(session: Session, store: ObjectStore, settings: Settings, template: Template, artifact_id,
                  upload, data: bytes, user_id: uuid.UUID) -> tuple[TemplateVersion, bool]:
-    """The version for these bytes: the existing one (same SHA-256) or a new, analysed one."""
-    existing = session.scalar(select(TemplateVersion).where(
-        TemplateVersion.workspace_id == template.workspace_id, TemplateVersion.template_id == template.id,
-        TemplateVersion.content_sha256 == upload.sha256))
-    if existing is not None:
-        store.delete(upload.key)
-        return existing, False
-    analysis = analyze_template(io.BytesIO(data))
+    """The version for these bytes: the existing one (same SHA-256) or a new, analysed one.
+
+    Two uploads to one template at once both read the same ``latest_version``; the loser of the
+    race hits a unique constraint, so its insert runs in a savepoint and, on that conflict, it reads
+    again: the same bytes answer the winner's version, other bytes take the next number.
+    """
+    analysis: TemplateAnalysis | None = None
+    for attempt in range(_VERSION_ATTEMPTS):
+        existing = _version_by_sha(session, template, upload.sha256)
+        if existing is not None:
+            store.delete(upload.key)
+            return existing, False
+        if analysis is None:
+            analysis = analyze_template(io.BytesIO(data))
+        try:
+            with session.begin_nested():
+                return _insert_version(session, template, artifact_id, upload, analysis, user_id), True
+        except IntegrityError:
+            if attempt == _VERSION_ATTEMPTS - 1:
+                raise
+            session.refresh(template)  # the winner's latest_version
+    raise AssertionError("unreachable")
+
+
+_VERSION_ATTEMPTS = 5
+
+
+def _insert_version(session: Session, template: Template, artifact_id, upload, analysis,
+                    user_id: uuid.UUID) -> TemplateVersion:
     filename = PurePath((upload.filename or "template.docx").replace("\\", "/")).name[:255] or "template.docx"
     session.add(Artifact(
         id=artifact_id, workspace_id=template.workspace_id, kind="input", storage_key=upload.key,
@@ -201,7 +228,16 @@ def _add_version(session: Session, store: ObjectStore, settings: Settings, templ
             kind=f.kind, required=f.required, locations=f.locations, children=f.children))
     template.updated_at = utcnow()
     session.flush()
-    return version, True
+    return version
+
+
+async def _dropping_upload_on_error(store: ObjectStore, key: str, work):
+    """Run ``work`` in a thread; if it fails, its transaction rolls back, so no row names the upload."""
+    try:
+        return await anyio.to_thread.run_sync(work)
+    except BaseException:
+        store.delete(key)
+        raise
 
 
 # --------------------------------------------------------------------------- routes
@@ -223,7 +259,7 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
         _add_version(session, store, settings, template, artifact_id, upload, data, principal.user_id)
         return template_out(session, template)
 
-    out = await anyio.to_thread.run_sync(_create)
+    out = await _dropping_upload_on_error(store, upload.key, _create)
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
 
@@ -243,7 +279,7 @@ async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, se
                                         principal.user_id)
         return version_out(session, version), created
 
-    out, created = await anyio.to_thread.run_sync(_add)
+    out, created = await _dropping_upload_on_error(store, upload.key, _add)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
 
 

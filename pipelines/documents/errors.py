@@ -84,3 +84,8 @@ __all__ = [
     "MissingFields", "NotDocx", "PayloadTooLarge", "RenderFailed", "TabularInvalid", "TemplateInvalid",
     "TemplateSyntaxInvalid", "UnsafeZipEntry", "ZipBomb",
 ]
+
+
+class XlsxBomb(TabularInvalid):
+    code = "xlsx_zip_bomb"
+    title = "The XLSX file expands too much"

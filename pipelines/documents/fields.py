@@ -10,6 +10,13 @@ Syntaxes, detected per template in this order (the first present wins, one synta
 - ``docxtemplater``: single-brace ``{tag}``, sections ``{#loop}..{/loop}``, inverted ``{^x}``, images ``{%img}``.
 Text is always read per paragraph with its runs joined, so tags Word split across runs are found.
 Broken tags never raise: the analysis comes back ``invalid`` with errors naming part and paragraph.
+Jinja templates that name an unknown filter or test, or reach for a ``_private`` attribute (which
+the sandbox refuses), are ``invalid`` too: they could never fill.
+
+Kinds: a name used in ``{% for %}`` is a ``loop``; printed, a ``value`` (an ``image`` when its name
+says so, see ``image_name``); only tested in ``{% if %}``, a ``condition``. A condition that is only
+ever used for its truth (``{% if paid %}``, ``not paid``, ``paid and vip``) is optional: a missing
+or empty value is false, and true/false-like text ("yes", "0", "off"...) is taken as a boolean.
 """
 
 from __future__ import annotations
@@ -20,18 +27,21 @@ from typing import BinaryIO
 
 import jinja2
 from docxtpl import DocxTemplate
-from jinja2 import meta, nodes
+from jinja2 import nodes
 
 from pipelines.documents import ooxml
+from pipelines.documents.jinja_env import ENV, undeclared_names
 
 JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 JINJA_EXPR_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 DOLLAR_TAG = re.compile(r"\$\{\s*([^{}$]+?)\s*\}")
+DOLLAR_OPEN = re.compile(r"\$\{\s*[^\W\d]")  # an unclosed ${name still marks a ${} template
 # docxtemplater: {name}, {#section}, {/section}, {^inverted}, {%image}, {@raw}
 BRACE_TAG = re.compile(r"\{([#/^%@]?)\s*([^{}]*?)\s*\}")
 MERGEFIELD_INSTR = re.compile(r'^\s*MERGEFIELD\s+(?:"([^"]+)"|(\S+))', re.IGNORECASE)
 IDENTIFIER = re.compile(r"(?<![.\w'\"])([A-Za-z_]\w*)")
-IMAGE_NAME = re.compile(r"(image|img|logo|photo|picture|signature)", re.IGNORECASE)
+_IMAGE_WORDS = ("image", "img", "logo", "photo", "picture", "signature")
+_NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 JINJA_WORDS = frozenset(
     "if elif else endif for endfor in not and or is true false none True False None set endset with endwith "
@@ -109,6 +119,24 @@ class _Collector:
         return out
 
 
+def image_name(name: str) -> str | None:
+    """``"definite"`` when the name's last word ends with an image word (``logo``, ``company_logo``,
+    ``companyLogo``, ``myimage``, ``signature_image``), ``"loose"`` when a word merely contains
+    ``image``/``img`` (``myimageratio``), else None: ``signature_date`` and ``photographer`` are text.
+
+    Both kinds are image fields; a definite one refuses text that is not an image (it is most likely
+    a mistake), a loose one prints such text as it is.
+    """
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    if not words:
+        return None
+    if words[-1].endswith(_IMAGE_WORDS):
+        return "definite"
+    if any("image" in w or "img" in w for w in words):
+        return "loose"
+    return None
+
+
 def _location(part: str, paragraph: ooxml.Paragraph | None) -> str:
     area = ooxml.part_area(part)
     if area == "body" and paragraph is not None and paragraph.in_table:
@@ -128,7 +156,7 @@ def detect_syntax(parts: dict[str, bytes]) -> str:
         return "jinja"
     if has_mergefield:
         return "mergefield"
-    if DOLLAR_TAG.search(joined):
+    if DOLLAR_TAG.search(joined) or DOLLAR_OPEN.search(joined):
         return "dollar"
     if BRACE_TAG.search(joined):
         return "docxtemplater"
@@ -150,18 +178,54 @@ def _root_name(expr: nodes.Node) -> str | None:
     return expr.name if isinstance(expr, nodes.Name) else None
 
 
+def _located(part: str, source: str, paras: list, lineno: int | None, message: str) -> LocatedError:
+    """An error at ``lineno`` of the patched source (one paragraph per line), tied to its paragraph."""
+    lines = source.splitlines()
+    line = lines[lineno - 1] if lineno and lineno <= len(lines) else ""
+    snippet = re.sub(r"<[^>]+>", "", line).strip()
+    index = next((p.index for p in paras if snippet and snippet in p.text), None)
+    return LocatedError(part, index, message, snippet[:200])
+
+
+def _unusable(tree: nodes.Template) -> list[tuple[int, str]]:
+    """(line, message) for what would fail every fill: unknown filters/tests, private attributes,
+    other templates (there are none to include)."""
+    found = []
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        found.append((node.lineno, "Templates cannot include, import or extend other templates."))
+    for flt in tree.find_all(nodes.Filter):
+        if flt.name not in ENV.filters:
+            found.append((flt.lineno, f"Unknown filter '{flt.name}'."))
+    for test in tree.find_all(nodes.Test):
+        if test.name not in ENV.tests:
+            found.append((test.lineno, f"Unknown test '{test.name}'."))
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        attr = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(attr, str) and attr.startswith("_"):
+            found.append((node.lineno, f"Attribute '{attr}' is private: templates may not use names starting with '_'."))
+    return sorted(found)
+
+
+def _truth_names(test: nodes.Node) -> list[nodes.Name]:
+    """The names a condition uses only for their truth: ``x``, ``not x``, ``x and/or y``."""
+    if isinstance(test, nodes.Name):
+        return [test]
+    if isinstance(test, nodes.Not):
+        return _truth_names(test.node)
+    if isinstance(test, (nodes.And, nodes.Or)):
+        return _truth_names(test.left) + _truth_names(test.right)
+    return []
+
+
 def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError]) -> None:
-    env = jinja2.Environment()
     source = patched_jinja_source(xml)
     root = ooxml.parse_xml(xml)
     paras = list(ooxml.paragraphs(root))
     try:
-        tree = env.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
-        line = source.splitlines()[exc.lineno - 1] if exc.lineno and exc.lineno <= len(source.splitlines()) else ""
-        snippet = re.sub(r"<[^>]+>", "", line).strip()
-        index = next((p.index for p in paras if snippet and snippet in p.text), None)
-        errors.append(LocatedError(part, index, f"Jinja syntax error: {exc.message}", snippet[:200]))
+        tree = ENV.parse(source)
+        undeclared = undeclared_names(tree)
+    except jinja2.TemplateError as exc:  # syntax, or e.g. an assertion Jinja's code generator makes
+        errors.append(_located(part, source, paras, getattr(exc, "lineno", None), f"Jinja syntax error: {exc.message}"))
         # Still list the names the tags mention, so the user sees what the template asks for.
         for p in paras:
             for tag in JINJA_EXPR_TAG.findall(p.text):
@@ -169,7 +233,8 @@ def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[Locat
                     if ident not in JINJA_WORDS:
                         collector.add(ident, "value", part, _location(part, p))
         return
-    undeclared = meta.find_undeclared_variables(tree)
+    for lineno, message in _unusable(tree):
+        errors.append(_located(part, source, paras, lineno, message))
     loops: dict[str, set[str]] = {}
     for loop in tree.find_all(nodes.For):
         name = _root_name(loop.iter)
@@ -182,10 +247,19 @@ def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[Locat
                     children.add(node.attr)
     outputs = {n.name for out in tree.find_all(nodes.Output) for n in out.find_all(nodes.Name)}
     tests = set()
+    truth_uses: dict[str, int] = {}
     for cond in list(tree.find_all(nodes.If)) + list(tree.find_all(nodes.CondExpr)):
         tests |= {n.name for n in cond.test.find_all(nodes.Name)} | (
             {cond.test.name} if isinstance(cond.test, nodes.Name) else set())
-    optional = set()
+        for n in _truth_names(cond.test):
+            truth_uses[n.name] = truth_uses.get(n.name, 0) + 1
+    uses: dict[str, int] = {}
+    for n in tree.find_all(nodes.Name):
+        if n.ctx == "load":
+            uses[n.name] = uses.get(n.name, 0) + 1
+    # Used only for its truth: absent means false, so the field is optional.
+    flags = {name for name, count in truth_uses.items() if uses.get(name) == count}
+    optional = set(flags)
     for flt in tree.find_all(nodes.Filter):
         if flt.name in ("default", "d") and isinstance(flt.node, nodes.Name):
             optional.add(flt.node.name)
@@ -202,8 +276,10 @@ def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[Locat
     for name in sorted(undeclared):
         if name in loops:
             kind = "loop"
+        elif name in flags:  # {{ 'PAID' if paid }} is a condition too
+            kind = "condition"
         elif name in outputs:
-            kind = "image" if IMAGE_NAME.search(name) else "value"
+            kind = "image" if image_name(name) else "value"
         elif name in tests:
             kind = "condition"
         else:
@@ -249,10 +325,14 @@ def _mergefield_part(part: str, xml: bytes, collector: _Collector) -> None:
 
 # --- ${placeholder} and docxtemplater {tag} --------------------------------------------------
 
-def _dollar_part(part: str, xml: bytes, collector: _Collector) -> None:
+def _dollar_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError]) -> None:
     for p in ooxml.paragraphs(ooxml.parse_xml(xml)):
         for m in DOLLAR_TAG.finditer(p.text):
-            collector.add(m.group(1), "image" if IMAGE_NAME.search(m.group(1)) else "value", part, _location(part, p))
+            collector.add(m.group(1), "image" if image_name(m.group(1)) else "value", part, _location(part, p))
+        for start in (m.start() for m in re.finditer(r"\$\{", p.text)):
+            if not DOLLAR_TAG.match(p.text, start):
+                errors.append(LocatedError(part, p.index, "Placeholder '${' is never closed with '}'.",
+                                           p.text[start:start + 200]))
 
 
 def _docxtemplater_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError]) -> None:
@@ -298,7 +378,7 @@ def analyze_template(source: bytes | BinaryIO | str) -> TemplateAnalysis:
         elif syntax == "mergefield":
             _mergefield_part(part, xml, collector)
         elif syntax == "dollar":
-            _dollar_part(part, xml, collector)
+            _dollar_part(part, xml, collector, errors)
         elif syntax == "docxtemplater":
             _docxtemplater_part(part, xml, collector, errors)
     return TemplateAnalysis(syntax=syntax, fields=collector.result(), errors=errors)

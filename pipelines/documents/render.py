@@ -5,7 +5,9 @@ first *translated* once into an equivalent docxtpl template (``prepare_template`
 Word split across runs, is moved whole into the run where it starts (so it keeps that run's
 formatting) and rewritten as a Jinja expression that looks the name up at render time. So every
 syntax gets docxtpl's handling of runs, tables, headers and footers, and the same escaping: the Jinja
-environment autoescapes, so user text such as ``</w:t><w:r>`` arrives in Word as literal text.
+environment autoescapes, so user text such as ``</w:t><w:r>`` arrives in Word as literal text. That
+environment is sandboxed and bounded (``pipelines/documents/jinja_env.py``): a template is code its
+uploader wrote, and one that misbehaves fails its own document with ``render_failed``, nothing more.
 
 Literal text in translated templates that looks like Jinja (``{{``, ``{%``, ``{#``) is escaped so it
 stays literal. Names reach Jinja as string literals (hex-encoded when they hold unusual characters).
@@ -15,20 +17,22 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import jinja2
 from docxtpl import DocxTemplate
+from jinja2.sandbox import SecurityError
 from lxml import etree
 
 from pipelines.documents import ooxml
 from pipelines.documents.errors import MissingFields, RenderFailed, TemplateSyntaxInvalid
 from pipelines.documents.fields import (
-    BRACE_TAG, DOLLAR_TAG, IMAGE_NAME, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, missing_required,
+    BRACE_TAG, DOLLAR_TAG, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, image_name, missing_required,
 )
 from pipelines.documents.images import ImageValue, parse_image_value
+from pipelines.documents.jinja_env import ENV, fill_budget
+from pipelines.errors import KilnError
 
 _LITERAL_DELIMS = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 _DELIM_ESCAPES = {"{{": "{_{", "}}": "}_}", "{%": "{_%", "%}": "%_}", "{#": "{{ '{#' }}", "#}": "{{ '#}' }}"}
@@ -73,9 +77,13 @@ def _sequence(value: Any) -> list:
     return [{}] if _truthy(value) else []
 
 
+_FALSE_WORDS = frozenset(("", "0", "false", "no", "n", "off", "none"))
+_BOOLEAN_WORDS = _FALSE_WORDS | {"1", "true", "yes", "y", "on"}
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off", "none")
+        return value.strip().lower() not in _FALSE_WORDS
     return bool(value)
 
 
@@ -239,38 +247,6 @@ def _translate(source: bytes, syntax: str) -> bytes:
 
 # --- public API ---------------------------------------------------------------------------
 
-class _CompiledOnceEnvironment(jinja2.Environment):
-    """Autoescaping Jinja environment that compiles each distinct part source once.
-
-    docxtpl calls ``from_string`` for every part on every render; a template's parts are the same
-    for every row of a bulk run, so compiling them again per row is pure waste (about a third of a
-    render). Compiled templates are immutable; the cache is bounded.
-    """
-
-    _MAX_CACHED = 256
-
-    def __init__(self) -> None:
-        super().__init__(autoescape=True)
-        self._compiled: dict[str, jinja2.Template] = {}
-        self._compiled_lock = threading.Lock()
-
-    def from_string(self, source, globals=None, template_class=None):  # noqa: A002 - Jinja's signature
-        if globals or template_class or not isinstance(source, str):
-            return super().from_string(source, globals, template_class)
-        with self._compiled_lock:
-            compiled = self._compiled.get(source)
-        if compiled is None:
-            compiled = super().from_string(source)
-            with self._compiled_lock:
-                if len(self._compiled) >= self._MAX_CACHED:
-                    self._compiled.pop(next(iter(self._compiled)))
-                self._compiled[source] = compiled
-        return compiled
-
-
-_JINJA_ENV = _CompiledOnceEnvironment()
-
-
 @dataclass(frozen=True)
 class PreparedTemplate:
     """A template ready to render many times: analysed once, translated once."""
@@ -295,21 +271,32 @@ def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None) ->
     return PreparedTemplate(analysis=analysis, docx=docx)
 
 
+def _image_or_text(value: Any, name: str, label: str) -> Any:
+    """The checked image; or, for a name that only loosely says image, text that is plainly not
+    one (no data URI, no JSON object) left as text."""
+    if image_name(name) == "loose" and not isinstance(value, (dict, ImageValue)):
+        text = str(value).lstrip()
+        if not text.lower().startswith("data:") and not text.startswith("{"):
+            return value
+    image = parse_image_value(value, label)
+    return "" if image is None else image
+
+
 def check_images(analysis: TemplateAnalysis, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with every image field's value checked and decoded (``ImageValue``; '' when empty).
 
     Image fields are the fields of kind ``image`` and, inside a loop's items, the keys that name an
-    image (``image``, ``logo``, ``photo``...). Raises ``InvalidImage`` for anything that is not a
-    usable PNG/JPEG data URI (see ``pipelines/documents/images.py``).
+    image (``image``, ``logo``, ``photo``...; see ``fields.image_name``). Raises ``InvalidImage`` for
+    anything that is not a usable PNG/JPEG data URI (see ``pipelines/documents/images.py``), except
+    plain text for a name that only loosely says image, which stays text.
     """
     checked = None
     for f in analysis.fields:
         if f.kind == "image" and f.name in values:
             checked = checked if checked is not None else dict(values)
-            image = parse_image_value(values[f.name], f.name)
-            checked[f.name] = "" if image is None else image
+            checked[f.name] = _image_or_text(values[f.name], f.name, f.name)
         elif f.kind == "loop" and isinstance(values.get(f.name), list):
-            keys = [c for c in f.children if IMAGE_NAME.search(c)]
+            keys = [c for c in f.children if image_name(c)]
             if not keys:
                 continue
             checked = checked if checked is not None else dict(values)
@@ -319,11 +306,24 @@ def check_images(analysis: TemplateAnalysis, values: dict[str, Any]) -> dict[str
                     item = dict(item)
                     for key in keys:
                         if key in item:
-                            image = parse_image_value(item[key], f"{f.name}.{key}")
-                            item[key] = "" if image is None else image
+                            item[key] = _image_or_text(item[key], key, f"{f.name}.{key}")
                 items.append(item)
             checked[f.name] = items
     return values if checked is None else checked
+
+
+def coerce_conditions(analysis: TemplateAnalysis, values: dict[str, Any]) -> dict[str, Any]:
+    """Optional conditions (``{% if paid %}``) take true/false-like text as booleans: a spreadsheet
+    cell "no", "0", "false", "off" or empty is false (as text, any non-empty string would be true)."""
+    flags = [f.name for f in analysis.fields if f.kind == "condition" and not f.required]
+    if not any(isinstance(values.get(name), str) for name in flags):
+        return values
+    values = dict(values)
+    for name in flags:
+        value = values.get(name)
+        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+            values[name] = _truthy(value)
+    return values
 
 
 def _inline_images(doc: DocxTemplate, values: dict[str, Any]) -> dict[str, Any]:
@@ -351,29 +351,31 @@ def render_docx(
 
     Raises ``MissingFields`` (listing them) when required fields have no key in ``values``,
     ``InvalidImage`` when an image field's value is not a usable PNG/JPEG data URI, and
-    ``RenderFailed`` when the template cannot be filled with these values.
+    ``RenderFailed`` for anything else that stops the fill: the template errs with these values
+    (``1/0``, an undefined filter...), breaks a sandbox rule or exceeds its budget.
     """
     if check_required:
         missing = missing_required(template.analysis, values)
         if missing:
             raise MissingFields(f"Missing values for required fields: {', '.join(missing)}.", missing=missing)
-    values = check_images(template.analysis, values)
-    doc = DocxTemplate(io.BytesIO(template.docx))
-    if any(isinstance(v, (ImageValue, list)) for v in values.values()):
-        values = _inline_images(doc, values)
-    if template.syntax in _TRANSLATORS:
-        context = {**HELPERS, "_root": dict(values)}
-    else:
-        context = dict(values)
+    values = coerce_conditions(template.analysis, check_images(template.analysis, values))
     try:
-        doc.render(context, jinja_env=_JINJA_ENV)
+        doc = DocxTemplate(io.BytesIO(template.docx))
+        if any(isinstance(v, (ImageValue, list)) for v in values.values()):
+            values = _inline_images(doc, values)
+        context = {**HELPERS, "_root": dict(values)} if template.syntax in _TRANSLATORS else dict(values)
+        with fill_budget():
+            doc.render(context, jinja_env=ENV)
+        buffer = out if out is not None else io.BytesIO()
+        doc.save(buffer)
+    except KilnError:
+        raise
+    except SecurityError as exc:
+        raise RenderFailed(f"The template did something templates may not do: {exc}") from exc
     except jinja2.TemplateError as exc:
         raise RenderFailed(f"The template could not be filled: {exc}") from exc
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise RenderFailed(f"The values do not fit the template: {exc}") from exc
-    if out is not None:
-        doc.save(out)
-        return None
-    buffer = io.BytesIO()
-    doc.save(buffer)
-    return buffer.getvalue()
+    except RecursionError as exc:
+        raise RenderFailed("The values or the template nest too deeply to be filled.") from exc
+    except Exception as exc:  # user templates can raise anything (1/0, int('x')): the fill fails
+        raise RenderFailed(f"The values do not fit the template: {type(exc).__name__}: {exc}") from exc
+    return None if out is not None else buffer.getvalue()

@@ -16,11 +16,12 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from charset_normalizer import from_bytes
 
 from pipelines.documents.errors import MissingColumns, TabularInvalid
+from pipelines.documents.xlsx_limits import check_xlsx_expansion
 
 MAX_CELL_BYTES = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
@@ -55,10 +56,38 @@ def detect_encoding(head: bytes) -> str:
     return best.encoding if best is not None else "cp1252"
 
 
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+SCAN_CHUNK = 1024 * 1024
+CONTEXT_BYTES = 4 * 1024  # ASCII text before the first accent: charset-normalizer guesses better with context
+
+
+def sniff_file_encoding(fh: BinaryIO) -> str:
+    """Encoding of a whole CSV file, read in bounded chunks. The first ``SNIFF_BYTES`` decide unless
+    they are plain ASCII, which says nothing (a cp1252 file whose first accent is on row 3,000 looks
+    like UTF-8 there): then the file is scanned on to its first non-ASCII byte, and the text from
+    that line on (with a little ASCII before it) decides, by the same rules."""
+    head = fh.read(SNIFF_BYTES)
+    encoding = detect_encoding(head)
+    if encoding != "utf-8" or not head.isascii():
+        return encoding
+    context = head[-CONTEXT_BYTES:]
+    while chunk := fh.read(SCAN_CHUNK):
+        found = _NON_ASCII.search(chunk)
+        if found is None:
+            context = (context + chunk)[-CONTEXT_BYTES:]
+            continue
+        line_start = chunk.rfind(b"\n", 0, found.start()) + 1
+        before = (context + chunk[:line_start])[-CONTEXT_BYTES:]
+        sample = chunk[line_start:]
+        if len(sample) < SNIFF_BYTES:
+            sample += fh.read(SNIFF_BYTES - len(sample))
+        return detect_encoding(before + sample[:SNIFF_BYTES])
+    return "utf-8"  # ASCII throughout
+
+
 def _open_text(path: Path) -> TextIO:
     with open(path, "rb") as fh:
-        head = fh.read(SNIFF_BYTES)
-    encoding = detect_encoding(head)
+        encoding = sniff_file_encoding(fh)
     # newline="" lets the csv module handle CRLF and newlines inside quoted cells.
     return open(path, encoding=encoding, errors="replace", newline="")
 
@@ -90,6 +119,9 @@ def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]
     except StopIteration:
         fh.close()
         raise TabularInvalid("The CSV file is empty.") from None
+    except BaseException:
+        fh.close()
+        raise
 
     def rows() -> Iterator[dict[str, str]]:
         with fh:
@@ -113,24 +145,39 @@ def _cell_text(value: Any) -> str:
 
 
 def iter_xlsx_rows(path: str | Path, sheet: str | None = None) -> tuple[list[str], Iterator[dict[str, str]]]:
-    """(columns, rows) from the first (or named) sheet; cached values, not formulas."""
+    """(columns, rows) from the first (or named) sheet; cached values, not formulas.
+
+    openpyxl is handed an open file, not the path: given a path it insists on an .xlsx extension,
+    and uploads are stored under server-made names.
+    """
     from openpyxl import load_workbook
 
+    fh = open(path, "rb")
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a bad file
-        raise TabularInvalid(f"The XLSX file cannot be read: {exc}") from exc
-    worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
-    values = worksheet.iter_rows(values_only=True)
-    try:
-        columns = _clean_header([_cell_text(v) for v in next(values)])
-    except StopIteration:
-        workbook.close()
-        raise TabularInvalid("The sheet is empty.") from None
+        check_xlsx_expansion(fh)
+        try:
+            workbook = load_workbook(fh, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a bad file
+            raise _unreadable(exc, path) from exc
+        try:
+            if not workbook.worksheets:
+                raise TabularInvalid("The XLSX file holds no worksheet.")
+            worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
+            values = worksheet.iter_rows(values_only=True)
+            header = _next_record(values, path)
+            if header is None:
+                raise TabularInvalid("The sheet is empty.")
+            columns = _clean_header([_cell_text(v) for v in header])
+        except BaseException:
+            workbook.close()
+            raise
+    except BaseException:
+        fh.close()
+        raise
 
     def rows() -> Iterator[dict[str, str]]:
         try:
-            for record in values:
+            while (record := _next_record(values, path)) is not None:
                 cells = [_cell_text(v) for v in record]
                 if not any(c.strip() for c in cells):
                     continue
@@ -138,8 +185,23 @@ def iter_xlsx_rows(path: str | Path, sheet: str | None = None) -> tuple[list[str
                 yield {col: cells[i] for i, col in enumerate(columns) if col}
         finally:
             workbook.close()
+            fh.close()
 
     return columns, rows()
+
+
+def _next_record(values: Iterator[tuple], path: str | Path) -> tuple | None:
+    try:
+        return next(values)
+    except StopIteration:
+        return None
+    except Exception as exc:  # a damaged sheet part, found while streaming
+        # openpyxl's messages may quote the file's (server-side, temporary) path: keep it out of answers.
+        raise _unreadable(exc, path) from exc
+
+
+def _unreadable(exc: Exception, path: str | Path) -> TabularInvalid:
+    return TabularInvalid(f"The XLSX file cannot be read: {str(exc).replace(str(path), 'the file')}")
 
 
 def iter_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]]:

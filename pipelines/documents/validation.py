@@ -115,8 +115,11 @@ def validate_docx(source: bytes | BinaryIO | str) -> DocxInfo:
                 continue
             try:
                 data = _read_bounded(archive, info, budget)
-            except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
-                raise NotDocx(f"Entry {info.filename!r} cannot be read: {exc}.") from exc
+            except ZipBomb:
+                raise
+            except Exception as exc:  # corrupt data fails in many ways: zlib.error, bad CRC, lzma...
+                raise NotDocx(f"Entry {info.filename!r} cannot be read ({type(exc).__name__}: {exc}); "
+                              "the file is damaged.") from exc
             budget -= len(data)
             lowered = info.filename.lower()
             if lowered == "[content_types].xml":
