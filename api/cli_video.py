@@ -76,8 +76,8 @@ def upload(client: httpx.Client, path: Path, *, exact_clips: bool = False, langu
            show_progress: bool = True) -> dict[str, Any]:
     fields = {"exact_clips": "true" if exact_clips else "false", **({"language": language} if language else {})}
     size = path.stat().st_size
-    with open(path, "rb") as fh, typer.progressbar(length=size, label="upload", show_eta=True,
-                                                   file=None if show_progress else open(os.devnull, "w")) as bar:
+    with open(path, "rb") as fh, open(os.devnull, "w") as devnull, typer.progressbar(
+            length=size, label="upload", show_eta=True, file=None if show_progress else devnull) as bar:
         reader = _ProgressReader(fh, bar.update)
         response = client.post("/v1/videos", files={"file": (path.name, reader, "application/octet-stream")},
                                data=fields)

@@ -19,7 +19,6 @@ import av
 import dagster as dg
 from sqlalchemy import delete, update
 
-from assets._job_context import kiln_job
 from assets.video_notes_support import (
     finish_if_done,
     highlights_of,
@@ -32,25 +31,29 @@ from assets.video_notes_support import (
     source_file,
     store_bytes,
     store_file,
+    store_notes_bundle,
     thumbnail_markdown,
     transcript_of,
     update_video,
+    video_job,
     video_of,
 )
 from pipelines.video_notes.audio import extract_audio
+from pipelines.video_notes.checks import highlights_coverage, probed_audio_seconds, transcript_coverage
 from pipelines.video_notes.clips import clip_name, cut_clip
 from pipelines.video_notes.errors import InvalidMedia
 from pipelines.video_notes.formats import render_all
 from pipelines.video_notes.frames import Screenshot, capture_screenshots, detect_scene_changes
 from pipelines.video_notes.highlights import rank_highlights
 from pipelines.video_notes.probe import probe
+from pipelines.video_notes.scratch import sweep_scratch
 from pipelines.video_notes.summary import build_summary, cited_timestamps_exist
 from pipelines.video_notes.transcript import Transcript
 from resources.dagster_resources import DatabaseResource
 from resources.llm import LLM
 from resources.objectstore import ObjectStore
 from resources.transcriber import Transcriber
-from warehouse.video_notes import JOB_KIND, Highlight, highlights_of_job
+from warehouse.video_notes import Highlight, highlights_of_job
 
 videos_partitions = dg.DynamicPartitionsDefinition(name="videos")
 
@@ -63,7 +66,11 @@ MAX_SCENE_SHOTS = 12  # scene-change screenshots beyond the highlights' own
 def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
                 object_store: ObjectStore) -> dg.MaterializeResult:
     """Container, duration, streams and codecs; rejects what is not usable media (invalid_media)."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    with video_job(context, database, object_store) as job:
+        # The first step of every run, on the worker that holds the files: what killed runs left behind goes.
+        swept = sweep_scratch(keep={str(job.job_id)})
+        if swept:
+            context.log.info("removed %d stale scratch folders: %s", len(swept), ", ".join(swept[:10]))
         video = video_of(job)
         existing = outputs_of(job).get("probe.json")
         if existing is not None:
@@ -79,7 +86,7 @@ def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
         "duration_s": info["duration_s"], "container": info["container"],
         "streams": ", ".join(f"{s['type']}:{s['codec']}" for s in info["streams"]),
         "resolution": f"{video_stream['width']}x{video_stream['height']}" if video_stream else "audio only",
-        "reused": existing is not None, "job_id": str(job.job_id),
+        "reused": existing is not None, "job_id": str(job.job_id), "stale_scratch_removed": len(swept),
     })
 
 
@@ -87,7 +94,7 @@ def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
 def video_audio(context: dg.AssetExecutionContext, database: DatabaseResource,
                 object_store: ObjectStore) -> dg.MaterializeResult:
     """The audio track as 16 kHz mono WAV, decoded with PyAV (streamed: flat memory on long videos)."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    with video_job(context, database, object_store) as job:
         video = video_of(job)
         existing = outputs_of(job).get("audio.json")
         if existing is not None:
@@ -114,7 +121,7 @@ def video_audio(context: dg.AssetExecutionContext, database: DatabaseResource,
 def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStore,
                      transcriber: Transcriber) -> dg.MaterializeResult:
     """faster-whisper (VAD, word timestamps, language detection) -> transcript.json / .srt / .vtt / .txt."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    with video_job(context, database, object_store) as job:
         video = video_of(job)
         outputs = outputs_of(job)
         track = json_of(job, outputs["audio.json"]) if "audio.json" in outputs else json_of(job, required(job, "audio.json"))
@@ -137,18 +144,20 @@ def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResour
                 store_bytes(job, name, text.encode("utf-8"), parents=[uuid.UUID(parent)])
             update_video(job, video.id, language=transcript.language)
         job.progress(70)
-    expected_s = track["duration_s"] if track["has_audio"] else info["duration_s"]
-    inside = all(0 <= s.start <= s.end <= transcript.duration + 0.05 for s in transcript.segments)
-    covers = abs(transcript.duration - expected_s) <= 0.5 and inside
-    rtf = (transcript.processing_seconds or 0) / transcript.duration if transcript.duration else None
+    coverage = transcript_coverage(transcript, probed_duration_s=info["duration_s"],
+                                   probed_audio_s=probed_audio_seconds(info),
+                                   decoded_audio_s=track["duration_s"] if track["has_audio"] else None)
+    # None when nothing was transcribed (no audio, silence): a factor of 0 would read as infinitely fast.
+    rtf = (transcript.processing_seconds / transcript.duration
+           if transcript.processing_seconds is not None and transcript.duration else None)
     return dg.MaterializeResult(
         metadata={"language": transcript.language or "none", "segments": len(transcript.segments),
                   "duration_s": transcript.duration, "model": transcript.model,
                   "real_time_factor": round(rtf, 4) if rtf is not None else None,
                   "speed_x_real_time": round(1 / rtf, 2) if rtf else None, "reused": reused},
         check_results=[dg.AssetCheckResult(
-            check_name="transcript_covers_audio", passed=covers,
-            metadata={"transcript_s": transcript.duration, "audio_s": expected_s, "segments_inside": inside})],
+            check_name="transcript_covers_audio", passed=coverage.passed,
+            metadata={**coverage.metadata, "problems": "; ".join(coverage.problems) or "none"})],
     )
 
 
@@ -157,7 +166,7 @@ def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResour
 def video_highlights(context: dg.AssetExecutionContext, database: DatabaseResource,
                      object_store: ObjectStore) -> dg.MaterializeResult:
     """Ranked segments (start, end, title, score) -> the ``highlight`` table and highlights.json."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    with video_job(context, database, object_store) as job:
         video = video_of(job)
         info = json_of(job, required(job, "probe.json"))
         existing = outputs_of(job).get("highlights.json")
@@ -180,14 +189,16 @@ def video_highlights(context: dg.AssetExecutionContext, database: DatabaseResour
                     "highlights": [h.to_dict() for h in ranked]}
             store_bytes(job, "highlights.json", json.dumps(body, indent=2, ensure_ascii=False).encode(),
                         parents=[transcript_artifact.id])
+        with job.database.tenant_session(job.workspace_id) as session:  # what the API serves, not what was ranked
+            rows = [(r.rank, r.start_ms, r.end_ms) for r in highlights_of_job(session, job.workspace_id, job.job_id)]
         job.progress(75)
-    duration_ms = int(round(info["duration_s"] * 1000))
-    inside = all(0 <= h.start_ms < h.end_ms <= duration_ms for h in ranked)
+    coverage = highlights_coverage(rows, duration_s=info["duration_s"], manifest_count=len(ranked))
     return dg.MaterializeResult(
         metadata={"highlights": len(ranked), "top": ranked[0].title if ranked else "none",
                   "reused": existing is not None},
-        check_results=[dg.AssetCheckResult(check_name="highlights_inside_duration", passed=inside,
-                                           metadata={"duration_ms": duration_ms, "count": len(ranked)})],
+        check_results=[dg.AssetCheckResult(check_name="highlights_inside_duration", passed=coverage.passed,
+                                           metadata={**coverage.metadata,
+                                                     "problems": "; ".join(coverage.problems) or "none"})],
     )
 
 
@@ -195,7 +206,7 @@ def video_highlights(context: dg.AssetExecutionContext, database: DatabaseResour
 def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResource,
                       object_store: ObjectStore) -> dg.MaterializeResult:
     """JPEG frames at each highlight and at scene changes (OpenCV), with their timestamps."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    with video_job(context, database, object_store) as job:
         video = video_of(job)
         info = json_of(job, required(job, "probe.json"))
         existing = outputs_of(job).get("screenshots.json")
@@ -228,7 +239,8 @@ def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResou
                             row.screenshot_artifact_id, row.screenshot_ms = hit
                 if shots:
                     thumbnail = thumbnail_markdown(Path(shots[0].path))
-            store_bytes(job, "screenshots.json", json.dumps(manifest, indent=2).encode(), kind="intermediate",
+            # An output: the API lists the screenshots (kept 90 days) from it.
+            store_bytes(job, "screenshots.json", json.dumps(manifest, indent=2).encode(),
                         parents=[video.input_artifact_id])
         job.progress(85)
     return dg.MaterializeResult(metadata={
@@ -243,31 +255,36 @@ def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResou
           check_specs=[dg.AssetCheckSpec("summary_cites_real_timestamps", asset="video_summary")])
 def video_summary(context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStore,
                   llm: LLM) -> dg.MaterializeResult:
-    """Summary.md: title, overview, key points citing [mm:ss], chapters, highlights with screenshots."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    """Summary.md: title, overview, key points citing [mm:ss], chapters, highlights with screenshots; notes.zip:
+    Summary.md with the screenshots it links, so its relative links resolve."""
+    with video_job(context, database, object_store) as job:
         outputs = outputs_of(job)
         transcript = transcript_of(job)
+        manifest = json_of(job, required(job, "screenshots.json"))
         if "Summary.md" in outputs and "summary.json" in outputs:
             markdown = job.store.get_bytes(outputs["Summary.md"].storage_key).decode("utf-8")
             record = json_of(job, outputs["summary.json"])
         else:
             info = json_of(job, required(job, "probe.json"))
             shots = [Screenshot("", s["name"], s["requested_s"], s["actual_s"], s["width"], s["height"])
-                     for s in json_of(job, required(job, "screenshots.json"))["screenshots"]]
+                     for s in manifest["screenshots"]]
             result = build_summary(transcript, highlights_of(job), shots, chat=llm.chat_model(),
-                                   has_audio=info["has_audio"])
+                                   has_audio=info["has_audio"], max_input_chars=llm.input_budget())
             markdown = result.markdown
             record = {"method": result.method, "prompt_version": result.prompt_version, "model": result.model,
                       "dropped_citations": result.dropped_citations, "notes": result.notes}
             parents = [outputs[n].id for n in ("transcript.json", "highlights.json") if n in outputs]
             store_bytes(job, "summary.json", json.dumps(record, indent=2).encode(), parents=parents)
             store_bytes(job, "Summary.md", markdown.encode("utf-8"), parents=parents)
+        unresolved = [] if "notes.zip" in outputs else store_notes_bundle(job, markdown, manifest)
         job.progress(92)
-        finish_if_done(job)
+        finish_if_done(job, context)
     invalid = cited_timestamps_exist(markdown, transcript)
     return dg.MaterializeResult(
         metadata={"Summary.md": dg.MetadataValue.md(markdown), "method": record["method"],
-                  "prompt_version": record["prompt_version"] or "none", "model": record["model"] or "none"},
+                  "prompt_version": record["prompt_version"] or "none", "model": record["model"] or "none",
+                  "notes": "; ".join(record.get("notes") or ()) or "none",
+                  "unresolved_screenshot_links": ", ".join(unresolved) or "none"},
         check_results=[dg.AssetCheckResult(check_name="summary_cites_real_timestamps", passed=not invalid,
                                            metadata={"invalid_citations": ", ".join(invalid) or "none"})],
     )
@@ -277,7 +294,7 @@ def video_summary(context: dg.AssetExecutionContext, database: DatabaseResource,
 def video_clips(context: dg.AssetExecutionContext, database: DatabaseResource,
                 object_store: ObjectStore) -> dg.MaterializeResult:
     """An MP4 per highlight: stream copy from the keyframe before it, or an exact re-encode when asked."""
-    with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+    with video_job(context, database, object_store) as job:
         video = video_of(job)
         existing = outputs_of(job).get("clips.json")
         mode = "exact" if job.payload.get("exact_clips") else "copy"
@@ -310,7 +327,7 @@ def video_clips(context: dg.AssetExecutionContext, database: DatabaseResource,
             store_bytes(job, "clips.json", json.dumps({"mode": mode, "clips": clips}, indent=2).encode(),
                         kind="intermediate", parents=[video.input_artifact_id])
         job.progress(96)
-        finish_if_done(job)
+        finish_if_done(job, context)
     return dg.MaterializeResult(metadata={"clips": len(clips), "mode": mode, "reused": existing is not None})
 
 

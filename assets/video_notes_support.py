@@ -1,6 +1,11 @@
 """Helpers of the video notes assets (assets/video_notes.py): the job's video, its stored outputs, scratch files,
 artifact storage with content types, throttled progress. Every query is scoped by the job's workspace.
 
+Scratch files (``pipelines.video_notes.scratch``) are removed when the job no longer needs them on this worker:
+once both final stages stored their outputs, when a step fails for good (a permanent error, a canceled job, the
+last attempt), and by a later final stage of a run that already failed. A retryable failure keeps them for the
+retry; what a killed worker leaves is swept by age at the start of later runs.
+
 Data moves between the assets through the object store and the database (artifacts of the job), never through
 Dagster's IO manager: a 10-minute WAV pickled between steps would cost memory and time, and artifacts are what the
 API serves anyway.
@@ -8,27 +13,72 @@ API serves anyway.
 
 import base64
 import json
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
-from sqlalchemy import update
+import dagster as dg
+from sqlalchemy import select, update
 
-from assets._job_context import JobHandle
+from assets._job_context import JobHandle, kiln_job
+from pipelines.run_tags import ERROR_CODE_KEY, JOB_ID_TAG, RETRYABLE_KEY
+from pipelines.video_notes.bundle import write_notes_bundle
 from pipelines.video_notes.errors import InvalidMedia
 from pipelines.video_notes.highlights import Highlight as HighlightData
+from pipelines.video_notes.scratch import remove_scratch, scratch_root
 from pipelines.video_notes.transcript import Transcript
-from resources.objectstore import file_chunks
-from warehouse.models import Artifact
-from warehouse.video_notes import VideoAsset, job_outputs, load_video
+from resources.dagster_resources import DatabaseResource
+from resources.objectstore import ObjectStore, file_chunks
+from warehouse.models import Artifact, Job
+from warehouse.video_notes import JOB_KIND, VideoAsset, job_outputs, load_video
 
 CONTENT_TYPES = {".json": "application/json", ".srt": "application/x-subrip; charset=utf-8",
                  ".vtt": "text/vtt; charset=utf-8", ".txt": "text/plain; charset=utf-8",
-                 ".md": "text/markdown; charset=utf-8", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".wav": "audio/wav"}
+                 ".md": "text/markdown; charset=utf-8", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".wav": "audio/wav",
+                 ".zip": "application/zip"}
+
+
+@contextmanager
+def video_job(context: dg.AssetExecutionContext, database: DatabaseResource,
+              object_store: ObjectStore) -> Iterator[JobHandle]:
+    """``kiln_job`` for a video notes step, removing the job's scratch folder when the step ends the job."""
+    handle: JobHandle | None = None
+    try:
+        with kiln_job(context, database, object_store, kind=JOB_KIND) as job:
+            handle = job
+            yield job
+    except BaseException as exc:
+        if handle is not None:
+            if _ends_job(handle, exc):
+                remove_scratch(handle.job_id)
+        elif _failure_value(exc, ERROR_CODE_KEY) == "canceled" and JOB_ID_TAG in context.run.tags:
+            # Canceled between two steps of this run. Other refusals to claim (the job is another run's) must
+            # leave the files alone: that run may be using them on this worker.
+            remove_scratch(context.run.tags[JOB_ID_TAG])
+        raise
+
+
+def _failure_value(exc: BaseException, key: str) -> object:
+    """A metadata value of the Failure ``kiln_job`` raises for a KilnError (None for anything else)."""
+    value = (exc.metadata or {}).get(key) if isinstance(exc, dg.Failure) else None
+    return getattr(value, "value", value)
+
+
+def _ends_job(job: JobHandle, exc: BaseException) -> bool:
+    """Will no later attempt of this job need its scratch files? A permanent error (kiln_job raises it as a
+    Failure saying not retryable), a canceled job, or the last attempt failing."""
+    if _failure_value(exc, RETRYABLE_KEY) is False:
+        return True
+    try:
+        with job.database.tenant_session(job.workspace_id) as session:
+            row = session.execute(select(Job.status, Job.attempt, Job.max_attempts)
+                                  .where(Job.id == job.job_id, Job.workspace_id == job.workspace_id)).one_or_none()
+    except Exception:  # the database is what failed: keep the files, the age sweep gets them
+        return False
+    return row is None or row.status == "canceled" or row.attempt >= row.max_attempts
 
 
 def video_of(job: JobHandle) -> VideoAsset:
@@ -62,7 +112,7 @@ def required(job: JobHandle, name: str) -> Artifact:
 
 def scratch_dir(job: JobHandle) -> Path:
     """Working files of this job on this worker (reused across its assets in one in-process run)."""
-    folder = Path(tempfile.gettempdir()) / "kiln-video" / str(job.job_id)
+    folder = scratch_root() / str(job.job_id)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -71,6 +121,7 @@ def local_copy(job: JobHandle, artifact: Artifact, name: str) -> Path:
     """The artifact's bytes as a local file (server-made name, never the user's); downloaded once per job."""
     target = scratch_dir(job) / name
     if not (target.is_file() and target.stat().st_size == artifact.size_bytes):
+        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
         job.store.download_to(artifact.storage_key, str(partial))
         partial.replace(target)
@@ -129,6 +180,19 @@ def highlights_of(job: JobHandle) -> list[HighlightData]:
     ]
 
 
+def store_notes_bundle(job: JobHandle, markdown: str, manifest: dict) -> list[str]:
+    """Store ``notes.zip`` (Summary.md + its screenshots, from this run's files or the object store); return the
+    screenshot names Summary.md links that it could not include."""
+    outputs = outputs_of(job)
+    shots = {entry["name"]: outputs[entry["name"]] for entry in manifest["screenshots"] if entry["name"] in outputs}
+    files = {name: local_copy(job, artifact, f"screenshots/{name}") for name, artifact in shots.items()}
+    bundle = scratch_dir(job) / "notes.zip"
+    unresolved = write_notes_bundle(bundle, markdown, files)
+    parents = [outputs["Summary.md"].id, *(a.id for a in shots.values())]
+    store_file(job, "notes.zip", bundle, parents=parents)
+    return unresolved
+
+
 def thumbnail_markdown(path: Path, width: int = 320) -> str:
     """A small inline JPEG (data URI) the Dagster UI shows in the materialization's metadata."""
     image = cv2.imread(str(path))
@@ -140,8 +204,10 @@ def thumbnail_markdown(path: Path, width: int = 320) -> str:
     return f"![thumbnail](data:image/jpeg;base64,{base64.b64encode(encoded.tobytes()).decode()})" if ok else ""
 
 
-def finish_if_done(job: JobHandle) -> None:
-    """Drop the job's scratch folder once both final stages have stored their outputs."""
+def finish_if_done(job: JobHandle, context: dg.AssetExecutionContext) -> None:
+    """Drop the job's scratch folder once both final stages have stored their outputs, or, at the end of a final
+    stage, when a step of this run already failed: the other final stage then never comes in this run."""
     outputs = outputs_of(job)
-    if "Summary.md" in outputs and "clips.json" in outputs:
-        shutil.rmtree(Path(tempfile.gettempdir()) / "kiln-video" / str(job.job_id), ignore_errors=True)
+    failed = bool(context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE))
+    if ("Summary.md" in outputs and "clips.json" in outputs) or failed:
+        remove_scratch(job.job_id)

@@ -20,5 +20,7 @@ defs = dg.Definitions.merge(
     documents_defs,
     maintenance_defs,
     run_status_defs,
-    dg.Definitions(resources=default_resources()),
+    # In-process for every job that does not choose: a backfill launched from the asset graph runs
+    # Dagster's implicit asset job, and a subprocess per step would load the whisper model per step.
+    dg.Definitions(resources=default_resources(), executor=dg.in_process_executor),
 )

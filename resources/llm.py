@@ -1,6 +1,7 @@
 """An OpenAI-compatible chat model as a Dagster resource, or nothing (the offline extractive summary).
 
-Configured by ``KILN_LLM_BASE_URL`` / ``KILN_LLM_MODEL`` / ``KILN_LLM_API_KEY`` (or the resource fields). Uses the
+Configured by ``KILN_LLM_BASE_URL`` / ``KILN_LLM_MODEL`` / ``KILN_LLM_API_KEY`` (or the resource fields);
+``KILN_LLM_MAX_INPUT_CHARS`` caps the transcript sent (``input_budget``). Uses the
 official ``openai`` client, whose built-in retries cover connection errors, 408/409/429 and 5xx with exponential
 backoff (honouring ``Retry-After``); ``max_retries`` sets how many. The API key is never logged or shown in the UI:
 leave the field unset and it is read from the environment at run time.
@@ -35,6 +36,7 @@ class LLM(dg.ConfigurableResource):
     timeout_seconds: float | None = None
     max_retries: int | None = None
     temperature: float = 0.2
+    max_input_chars: int | None = None  # None: KILN_LLM_MAX_INPUT_CHARS
 
     def _resolved(self) -> dict[str, Any]:
         settings = get_settings()
@@ -46,6 +48,10 @@ class LLM(dg.ConfigurableResource):
             "timeout": self.timeout_seconds or settings.llm_timeout_seconds,
             "max_retries": self.max_retries if self.max_retries is not None else settings.llm_max_retries,
         }
+
+    def input_budget(self) -> int:
+        """Transcript characters the summary may send (a longer transcript is sampled evenly to fit)."""
+        return self.max_input_chars or get_settings().llm_max_input_chars
 
     def is_configured(self) -> bool:
         cfg = self._resolved()
@@ -88,7 +94,10 @@ class OpenAIChat:
                 openai.InternalServerError) as exc:
             raise LLMUnavailable(f"LLM endpoint unavailable after retries: {type(exc).__name__}") from exc
         except openai.APIStatusError as exc:
-            raise LLMRejected(f"LLM endpoint answered HTTP {exc.status_code}") from exc
+            # The endpoint's own words (e.g. "maximum context length is 8192 tokens") say what to change; they
+            # end up in the summary's notes, so bounded, and never for 401/403 (some servers echo part of the key).
+            detail = "" if exc.status_code in (401, 403) else str(getattr(exc, "message", "") or "")[:200]
+            raise LLMRejected(f"LLM endpoint answered HTTP {exc.status_code}" + (f": {detail}" if detail else "")) from exc
         content = response.choices[0].message.content if response.choices else None
         if not content:
             raise LLMUnavailable("LLM endpoint returned an empty answer")

@@ -205,14 +205,15 @@ class Transcriber(dg.ConfigurableResource):
         language_probability: float | None = None
         segments: list[Segment] = []
         after_vad = 0.0
+        windows: list[list[float]] = []  # [start, end] of the audio given to each decode: the coverage check reads them
         position = 0.0
         guard = min(30.0, self.window_seconds / 4)
         while position < total_s - 0.05:
             is_last = position + self.window_seconds >= total_s - 0.05
-            # Passed without keeping a name for it here: faster-whisper's VAD copy replaces it once the features
-            # exist, and ~38 MB (10 minutes of float32) is not held through the whole decode.
+            audio = _read_window(wav_path, position, self.window_seconds)
+            windows.append([_round(position), _round(position + audio.size / SAMPLE_RATE)])
             pieces, info = model.transcribe(
-                _read_window(wav_path, position, self.window_seconds),
+                audio,
                 language=language,
                 beam_size=cfg["beam_size"],
                 vad_filter=cfg["vad"],
@@ -220,6 +221,9 @@ class Transcriber(dg.ConfigurableResource):
                 condition_on_previous_text=False,
                 max_new_tokens=self.max_new_tokens,
             )
+            # faster-whisper's VAD copy replaces the window once the features exist: dropping the name here means
+            # ~38 MB (10 minutes of float32) is not held through the whole (lazy) decode.
+            del audio
             if language is None:
                 language, language_probability = info.language, _round(info.language_probability, 4)
             after_vad += float(info.duration_after_vad or 0.0)
@@ -248,6 +252,7 @@ class Transcriber(dg.ConfigurableResource):
             "condition_on_previous_text": False,
             "max_new_tokens": self.max_new_tokens,
             "window_seconds": self.window_seconds,
+            "windows": windows,
             "faster_whisper": faster_whisper.__version__,
         }
         if cfg["model"] == EMBEDDED_MODEL_NAME and embedded_model_available():

@@ -4,8 +4,10 @@ Real parts throughout: the FastAPI app over the test client, SQLite (and Postgre
 the local object store, Dagster runs, PyAV/OpenCV and the shipped whisper model (beam 1 to stay quick).
 """
 
+import io
 import re
 import uuid
+import zipfile
 
 import av
 import jiwer
@@ -13,7 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from pipelines.errors import RetryableError
+from pipelines.video_notes.bundle import linked_screenshots
 from pipelines.video_notes.formats import parse_srt, parse_vtt
+from pipelines.video_notes.scratch import scratch_root
 from pipelines.video_notes.summary import cited_timestamps_exist
 from pipelines.video_notes.transcript import Transcript
 from tests.corpus import PUBLIC, expected
@@ -73,6 +77,8 @@ def test_example_video_gives_notes_with_working_signed_links(world, tmp_path):
     assert parse_vtt(world.get(notes["vtt_url"]).text)
     assert "banana" in world.get(notes["txt_url"]).text.lower()
     assert world.get(notes["summary_url"]).text == notes["summary_markdown"]
+    bundle_download = world.get(notes["bundle_url"])
+    assert bundle_download.status_code == 200 and bundle_download.content[:2] == b"PK", "notes.zip through a signed link"
 
     with system_session(world.api.system) as s:
         job = s.get(Job, uuid.UUID(video["job_id"]))
@@ -82,11 +88,33 @@ def test_example_video_gives_notes_with_working_signed_links(world, tmp_path):
         srt_parents = set(s.scalars(select(LineageEdge.parent_artifact_id).where(
             LineageEdge.child_artifact_id == produced["transcript.srt"].id)))
     assert srt_parents == {produced["audio.wav"].id}, "outputs record what they were derived from"
+    assert produced["screenshots.json"].kind == "output", "kept as long as the screenshots it lists"
     materialization = world.instance.get_latest_materialization_event(
         __import__("dagster").AssetKey("video_summary"))
     assert materialization.asset_materialization.partition == video["id"]
     checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert len(checks) == 3 and all(e.event_specific_data.passed for e in checks)
+    assert {e.event_specific_data.check_name for e in checks} == {
+        "transcript_covers_audio", "highlights_inside_duration", "summary_cites_real_timestamps"}
+
+    # What the Dagster UI shows for the run.
+    (transcribed,) = result.asset_materializations_for_node("video_transcript")
+    assert 0 < transcribed.metadata["real_time_factor"].value < 1 and transcribed.metadata["language"].value == "en"
+    (screenshots,) = result.asset_materializations_for_node("video_screenshots")
+    assert screenshots.metadata["thumbnail"].value.startswith("![thumbnail](data:image/jpeg;base64,")
+    (summary,) = result.asset_materializations_for_node("video_summary")
+    assert summary.metadata["Summary.md"].value == notes["summary_markdown"]
+    assert summary.metadata["method"].value == "extractive"
+    assert summary.metadata["unresolved_screenshot_links"].value == "none"
+
+    # notes.zip: Summary.md with the screenshots its relative links point to.
+    bundle = zipfile.ZipFile(io.BytesIO(world.api.store.get_bytes(produced["notes.zip"].storage_key)))
+    assert bundle.read("Summary.md").decode() == notes["summary_markdown"]
+    links = linked_screenshots(notes["summary_markdown"])
+    assert links, "the highlights link their screenshots"
+    for name in links:
+        assert bundle.read(f"screenshots/{name}") == world.api.store.get_bytes(produced[name].storage_key)
+    assert produced["notes.zip"].content_type == "application/zip"
 
 
 def test_jfk_audio_through_the_whole_pipeline_has_low_word_error_rate(world):
@@ -150,3 +178,4 @@ def test_a_retry_reuses_finished_stages(world, monkeypatch):
     assert {a.run_id for a in by_name["probe.json"] + by_name["audio.wav"]} == {first.run_id}, "not redone"
     assert {a.run_id for a in by_name["transcript.json"]} == {second.run_id}
     assert world.get(f"/v1/videos/{video_id}").json()["status"] == "succeeded"
+    assert not (scratch_root() / r.json()["job_id"]).exists(), "a finished job's working files are removed"

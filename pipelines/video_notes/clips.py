@@ -3,6 +3,7 @@
 - ``mode="copy"`` (default): stream copy, ~0.08 s per 10 s clip. The clip starts at the last keyframe at or before
   the requested start (a decoder needs it), so it may begin a little early; it ends at the requested end.
 - ``mode="exact"``: decode and re-encode (H.264 + AAC) exactly the requested range (~2 s per 10 s of 720p).
+  H.264 in 4:2:0 needs even dimensions, so an odd width or height loses its last pixel column or row.
 """
 
 from __future__ import annotations
@@ -116,10 +117,11 @@ def _reencode(source: str | os.PathLike[str], start: float, end: float, out: Pat
         with av.open(str(out), mode="w", format="mp4") as output:
             v_out = a_out = None
             v_rate = Fraction(video.average_rate or 25).limit_denominator(1001) if video is not None else Fraction(25)
+            width = height = 0
             if video is not None:
+                width, height = even_size(video.codec_context.width, video.codec_context.height)
                 v_out = output.add_stream("libx264", rate=v_rate)
-                v_out.width = video.codec_context.width
-                v_out.height = video.codec_context.height
+                v_out.width, v_out.height = width, height
                 v_out.pix_fmt = "yuv420p"
                 v_out.options = {"preset": "veryfast", "crf": "23"}
             if audio is not None:
@@ -149,15 +151,24 @@ def _reencode(source: str | os.PathLike[str], start: float, end: float, out: Pat
                             piece.pts = None
                             output.mux(encoder.encode(piece))
                     else:
-                        image = frame.reformat(format="yuv420p")
+                        image = frame.reformat(width=width, height=height, format="yuv420p")
                         image.pts = count
                         image.time_base = 1 / v_rate
                         count += 1
                         output.mux(encoder.encode(image))
+                if resampler is not None:  # samples the resampler still holds (rate conversion keeps a tail)
+                    for piece in resampler.resample(None):
+                        piece.pts = None
+                        output.mux(encoder.encode(piece))
                 output.mux(encoder.encode(None))
     if first is None:
         raise InvalidMedia(f"No frames between {start:.2f} s and {end:.2f} s")
     return first, min(last, end)
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The largest even size within ``width`` x ``height`` (libx264 refuses odd sizes in yuv420p)."""
+    return max(2, width - width % 2), max(2, height - height % 2)
 
 
 def clip_duration(path: str | os.PathLike[str]) -> float:

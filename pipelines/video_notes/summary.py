@@ -2,22 +2,26 @@
 
 Two ways to write it, same Markdown layout:
 - with a chat model (any OpenAI-compatible endpoint, see ``resources.llm``): the versioned prompt
-  ``prompts/summary_v1.md`` asks for JSON; the Markdown is rendered here, and citations that do not exist in the
-  transcript are dropped before rendering (a key point left without one is dropped too);
+  ``prompts/summary_v1.md`` asks for JSON (``summary_llm``); the Markdown is rendered here, and citations that do
+  not exist in the transcript are dropped before rendering, in the text as in the citation fields (a key point left
+  without one is dropped too). An answer of the wrong shape, or an endpoint that refuses the request (e.g. a
+  context-length 400), gives the extractive summary instead, with a note saying why;
 - without one: an extractive summary that says so, made of sentences taken verbatim from the transcript.
 :func:`cited_timestamps_exist` re-checks the final Markdown (an asset check runs it).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
 
+from pipelines.errors import PermanentError
+from pipelines.video_notes.citations import (  # noqa: F401 - re-exported: callers import them from here
+    cited_timestamps_exist,
+    parse_clock,
+    timestamp_exists,
+)
 from pipelines.video_notes.extractive import (
     SentenceModel,
     chapter_starts,
@@ -30,20 +34,18 @@ from pipelines.video_notes.formats import clock
 from pipelines.video_notes.frames import Screenshot
 from pipelines.video_notes.highlights import Highlight
 from pipelines.video_notes.sentences import split_sentences
+from pipelines.video_notes.summary_llm import (  # noqa: F401 - PROMPT_VERSION, ChatModel re-exported
+    DEFAULT_MAX_INPUT_CHARS,
+    PROMPT_VERSION,
+    ChatModel,
+    UnusableAnswer,
+    build_messages,
+    parse_answer,
+    validated_notes,
+)
 from pipelines.video_notes.transcript import Transcript
 
-PROMPT_VERSION = "summary_v1"
-PROMPT_PATH = Path(__file__).with_name("prompts") / f"{PROMPT_VERSION}.md"
 SCREENSHOT_DIR = "screenshots"
-_CITATION_RE = re.compile(r"\[((?:\d+:)?\d{1,3}:\d{2})\]")
-
-
-class ChatModel(Protocol):
-    """What the summary needs from an LLM: ``resources.llm.LLM`` implements it."""
-
-    model_name: str
-
-    def complete(self, messages: list[dict[str, str]]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -56,61 +58,14 @@ class SummaryResult:
     notes: list[str] = field(default_factory=list)
 
 
-# -- citations --------------------------------------------------------------------------------------------------
-def parse_clock(text: str) -> int:
-    parts = [int(p) for p in text.split(":")]
-    seconds = 0
-    for part in parts:
-        seconds = seconds * 60 + part
-    return seconds
-
-
-def timestamp_exists(seconds: int, transcript: Transcript) -> bool:
-    """A cited second exists when it falls inside a segment (from its floored start to its end)."""
-    return any(int(s.start) <= seconds <= s.end for s in transcript.segments)
-
-
-def cited_timestamps_exist(summary_md: str, transcript: Transcript) -> list[str]:
-    """The ``[mm:ss]`` citations in ``summary_md`` that point at no transcript segment ([] = all valid)."""
-    return [
-        f"[{m.group(1)}]" for m in _CITATION_RE.finditer(summary_md)
-        if not timestamp_exists(parse_clock(m.group(1)), transcript)
-    ]
-
-
-# -- prompt -----------------------------------------------------------------------------------------------------
-def load_prompt() -> tuple[str, str]:
-    """(system, user template) from the versioned prompt file."""
-    text = PROMPT_PATH.read_text(encoding="utf-8")
-    _, _, rest = text.partition("## system")
-    system, _, user = rest.partition("## user")
-    return system.strip(), user.strip()
-
-
-def transcript_lines(transcript: Transcript) -> str:
-    return "\n".join(f"[{clock(s.start)}] {s.text.strip()}" for s in transcript.segments if s.text.strip())
-
-
-def build_messages(transcript: Transcript) -> list[dict[str, str]]:
-    system, user = load_prompt()
-    language = transcript.language or "the transcript's language"
-    return [
-        {"role": "system", "content": system.replace("{language}", language)},
-        {
-            "role": "user",
-            "content": user.replace("{duration}", clock(transcript.duration)).replace(
-                "{transcript}", transcript_lines(transcript)
-            ),
-        },
-    ]
-
-
 # -- rendering --------------------------------------------------------------------------------------------------
 def _render(
     title: str, overview: str, key_points: list[tuple[str, list[str]]], chapters: list[tuple[str, str]],
-    highlights: Sequence[Highlight], screenshots: Sequence[Screenshot], banner: str,
+    highlights: Sequence[Highlight], screenshots: Sequence[Screenshot], banner: Sequence[str],
 ) -> str:
-    out = [f"# {title.strip() or 'Video notes'}", "", f"> {banner}", "", "## Overview", "", overview.strip(), ""]
+    out = [f"# {title.strip() or 'Video notes'}", ""]
+    out += [line for i, text in enumerate(banner) for line in ([">"] if i else []) + [f"> {text}"]]
+    out += ["", "## Overview", "", overview.strip(), ""]
     if key_points:
         out += ["## Key points", ""]
         out += [f"- {text.strip()} " + " ".join(f"[{c}]" for c in cites) for text, cites in key_points]
@@ -265,8 +220,11 @@ def _quote(model: SentenceModel, i: int) -> str:
 
 
 def extractive_summary(
-    transcript: Transcript, highlights: Sequence[Highlight] = (), screenshots: Sequence[Screenshot] = ()
+    transcript: Transcript, highlights: Sequence[Highlight] = (), screenshots: Sequence[Screenshot] = (),
+    *, notes: Sequence[str] = (),
 ) -> SummaryResult:
+    """Sentences quoted from the transcript; ``notes`` (why no model wrote it, when one was configured) are
+    shown under the banner."""
     sentences = split_sentences(transcript)
     if not sentences:
         return no_speech_summary(transcript.duration, screenshots)
@@ -287,9 +245,9 @@ def extractive_summary(
         chapters=chapters,
         highlights=highlights,
         screenshots=screenshots,
-        banner=EXTRACTIVE_BANNER,
+        banner=[EXTRACTIVE_BANNER, *notes],
     )
-    return SummaryResult(markdown, "extractive", None, None)
+    return SummaryResult(markdown, "extractive", None, None, notes=list(notes))
 
 
 def no_speech_summary(duration: float, screenshots: Sequence[Screenshot] = (), *, has_audio: bool = True) -> SummaryResult:
@@ -303,55 +261,46 @@ def no_speech_summary(duration: float, screenshots: Sequence[Screenshot] = (), *
 
 
 # -- with a language model ---------------------------------------------------------------------------------------
-def _parse_json(text: str) -> dict[str, Any]:
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("no JSON object in the answer")
-    return json.loads(text[start : end + 1])
+def _fallback(
+    transcript: Transcript, chat: ChatModel, highlights: Sequence[Highlight], screenshots: Sequence[Screenshot],
+    reason: str, notes: Sequence[str] = (),
+) -> SummaryResult:
+    note = f"The language model `{chat.model_name}` was configured but not used: {reason}."
+    result = extractive_summary(transcript, highlights, screenshots, notes=[note, *notes])
+    return SummaryResult(result.markdown, "extractive", PROMPT_VERSION, chat.model_name, notes=result.notes)
 
 
 def llm_summary(
     transcript: Transcript, chat: ChatModel, highlights: Sequence[Highlight] = (),
-    screenshots: Sequence[Screenshot] = (),
+    screenshots: Sequence[Screenshot] = (), *, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
 ) -> SummaryResult:
-    """Ask ``chat`` for the notes; fall back to :func:`extractive_summary` when the answer is unusable."""
-    answer = chat.complete(build_messages(transcript))
+    """Ask ``chat`` for the notes; fall back to :func:`extractive_summary` when it refuses or answers unusably.
+
+    An unreachable endpoint (``RetryableError``) is not caught: another attempt may reach it.
+    """
+    messages, condensed = build_messages(transcript, max_input_chars)
+    notes = [condensed] if condensed else []
     try:
-        data = _parse_json(answer)
-    except ValueError as exc:
-        result = extractive_summary(transcript, highlights, screenshots)
-        return SummaryResult(result.markdown, "extractive", PROMPT_VERSION, chat.model_name,
-                             notes=[f"the model's answer was not JSON ({exc}); fell back to extractive"])
-    dropped: list[str] = []
-
-    def valid(stamp: Any) -> str | None:
-        stamp = str(stamp).strip().strip("[]")
-        if re.fullmatch(r"(?:\d+:)?\d{1,3}:\d{2}", stamp) and timestamp_exists(parse_clock(stamp), transcript):
-            return clock(parse_clock(stamp))
-        dropped.append(f"[{stamp}]")
-        return None
-
-    key_points = []
-    for point in data.get("key_points") or []:
-        cites = [c for c in (valid(s) for s in (point.get("timestamps") or [])) if c]
-        if cites and str(point.get("text", "")).strip():
-            key_points.append((str(point["text"]), cites))
-    chapters = []
-    for chapter in data.get("chapters") or []:
-        start = valid(chapter.get("start", ""))
-        if start and str(chapter.get("title", "")).strip():
-            chapters.append((start, str(chapter["title"])))
+        answer = chat.complete(messages)
+    except PermanentError as exc:  # e.g. HTTP 400 for a context length, 401 for a wrong key
+        return _fallback(transcript, chat, highlights, screenshots, f"the endpoint refused the request ({exc})", notes)
+    try:
+        data = validated_notes(parse_answer(answer), transcript)
+    except UnusableAnswer as exc:
+        return _fallback(transcript, chat, highlights, screenshots, f"its answer was unusable: {exc}", notes)
+    banner = (f"Written by the language model `{chat.model_name}` from the transcript (prompt {PROMPT_VERSION}). "
+              "Timestamps were checked against the transcript.")
     markdown = _render(
-        title=str(data.get("title") or "Video notes"),
-        overview=str(data.get("overview") or ""),
-        key_points=key_points,
-        chapters=chapters,
+        title=data.title or "Video notes",
+        overview=data.overview,
+        key_points=data.key_points,
+        chapters=data.chapters,
         highlights=highlights,
         screenshots=screenshots,
-        banner=f"Written by the language model `{chat.model_name}` from the transcript (prompt {PROMPT_VERSION}). "
-        "Timestamps were checked against the transcript.",
+        banner=[banner, *notes],
     )
-    return SummaryResult(markdown, "llm", PROMPT_VERSION, chat.model_name, dropped_citations=dropped)
+    return SummaryResult(markdown, "llm", PROMPT_VERSION, chat.model_name,
+                         dropped_citations=data.dropped_citations, notes=notes)
 
 
 def build_summary(
@@ -361,10 +310,11 @@ def build_summary(
     *,
     chat: ChatModel | None = None,
     has_audio: bool = True,
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
 ) -> SummaryResult:
     """Summary.md for a transcript: through ``chat`` when given, else extractive; a no-speech note when empty."""
     if not transcript.has_speech:
         return no_speech_summary(transcript.duration, screenshots, has_audio=has_audio)
     if chat is not None:
-        return llm_summary(transcript, chat, highlights, screenshots)
+        return llm_summary(transcript, chat, highlights, screenshots, max_input_chars=max_input_chars)
     return extractive_summary(transcript, highlights, screenshots)
