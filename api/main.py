@@ -6,10 +6,14 @@ Nothing connects at import time; ``create_app`` builds the engine from
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
-from api.problems import Problem, install_problem_handlers, problem_responses
+from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
 from api.routes import videos
 from resources.objectstore import ObjectStore
@@ -21,6 +25,26 @@ def _default_store(settings: Settings) -> ObjectStore:
     from resources.objectstore import build_object_store  # written alongside the implementations
 
     return build_object_store(settings)
+
+
+class RejectNulInUrl:
+    """Answers 400 when the decoded path or query string holds a NUL (``%00``).
+
+    No parameter accepts one, and PostgreSQL text cannot hold it: caught once here for every route
+    (query filters, path segments), before it reaches a query and fails as a database error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope.get("path", "")
+                                        or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))):
+            response = problem_response(400, "invalid_characters", "The URL holds a NUL character (%00).",
+                                        request=Request(scope))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, store: ObjectStore | None = None,
@@ -45,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.state.metrics = metrics
 
     install_problem_handlers(app)
+    app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for module in (health, workspaces, tokens, jobs, artifacts, videos, templates, bulk_runs):
         app.include_router(module.router)

@@ -1,9 +1,5 @@
-"""JSON logs, request correlation and Prometheus metrics, shared by the API and Dagster code.
+"""The API's request correlation and Prometheus metrics (JSON logging itself: resources/logs.py).
 
-* ``configure_logging(settings)``: structlog emitting one JSON object per line, with the
-  context variables (``request_id``, ``workspace_id``, ``job_id``, ``run_id``) merged in and
-  secrets redacted as the last step before rendering.
-* ``bind_context(**kv)``: add correlation fields to every later log line of this task/thread.
 * ``RequestContextMiddleware``: takes ``X-Request-ID`` (validated) or generates one, echoes it,
   logs one access line per request and records request metrics by route template.
 * ``JobMetricsCollector``: job transitions and queue depth, computed from the DB at scrape time.
@@ -11,13 +7,9 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -26,83 +18,19 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# The logging half lives in resources.logs, so Dagster code configures the same JSON lines without
+# importing the API; re-exported here for the API's modules.
+from resources.logs import (  # noqa: F401
+    REDACTED,
+    bind_context,
+    clear_context,
+    configure_dagster_logging,
+    configure_logging,
+    redact_secrets,
+)
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_TOKEN_IN_TEXT = re.compile(r"kiln_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
-# A signed download link is a credential too (api/signing.py): keep its signature out of logs.
-_SIGNED_LINK_IN_TEXT = re.compile(r"([0-9a-f]{32}\.[0-9a-f]{32}\.[0-9]{1,12}\.)[A-Za-z0-9_-]{43}")
-_BEARER_IN_TEXT = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
-_SECRET_KEYS = re.compile(r"(?i)(token|secret|password|passwd|authorization|api[_-]?key|cookie|credential)")
-REDACTED = "[REDACTED]"
-
-
-# ---------------------------------------------------------------- logging
-
-def _redact_value(value: Any, depth: int = 0) -> Any:
-    if isinstance(value, str):
-        value = _SIGNED_LINK_IN_TEXT.sub(r"\1" + REDACTED, _TOKEN_IN_TEXT.sub(REDACTED, value))
-        return _BEARER_IN_TEXT.sub(r"\1 " + REDACTED, value)
-    if depth > 4:
-        return value
-    if isinstance(value, Mapping):
-        return {k: (REDACTED if _is_secret_key(k) else _redact_value(v, depth + 1)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_redact_value(v, depth + 1) for v in value)
-    return value
-
-
-def _is_secret_key(key: Any) -> bool:
-    # "token_id" / "token_prefix" identify a token without revealing it; keep them.
-    return isinstance(key, str) and bool(_SECRET_KEYS.search(key)) and not key.endswith(("_id", "_prefix", "_count"))
-
-
-def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: drop token-looking strings and values of secret-named keys."""
-    return {k: (REDACTED if _is_secret_key(k) else _redact_value(v)) for k, v in event_dict.items()}
-
-
-def configure_logging(settings: Any = None, *, stream: TextIO | None = None) -> None:
-    """Configure structlog (and route stdlib logging through it) for this process."""
-    level_name = str(getattr(settings, "log_level", "INFO")).upper()
-    level = logging.getLevelName(level_name) if isinstance(logging.getLevelName(level_name), int) else logging.INFO
-    as_json = bool(getattr(settings, "log_json", True))
-    stream = stream or sys.stderr
-    shared: list[Callable] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-    ]
-    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
-    structlog.configure(
-        processors=[*shared, redact_secrets, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
-        cache_logger_on_first_use=False,
-    )
-    # Library logs (uvicorn, sqlalchemy, alembic) go through the same redaction and rendering.
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not getattr(h, "_kiln", False)]
-    handler._kiln = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("uvicorn.access",):  # our middleware writes the access line
-        logging.getLogger(noisy).propagate = False
-
-
-def bind_context(**kv: Any) -> None:
-    structlog.contextvars.bind_contextvars(**{k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in kv.items()})
-
-
-def clear_context() -> None:
-    structlog.contextvars.clear_contextvars()
 
 
 def valid_request_id(value: str | None) -> str:
@@ -213,6 +141,9 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
             state = scope.get("state", {})
+            # Routes run in a copy of this context (sync ones in a worker thread), so what they bind
+            # never reaches this line; they leave the ids on request.state instead.
+            job_id = {"job_id": state["job_id"]} if state.get("job_id") else {}
             self.log.info(
                 "request",
                 method=method,
@@ -221,5 +152,6 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
                 workspace_id=state.get("workspace_id"),
                 client=(scope.get("client") or ("", 0))[0],
+                **job_id,
             )
             clear_context()

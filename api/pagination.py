@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import BigInteger, Select, SmallInteger, and_, or_
 from sqlalchemy.orm import Session
 
 from api.problems import ApiProblem
@@ -38,6 +38,10 @@ def encode_cursor(**key: Any) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def _invalid_cursor() -> ApiProblem:
+    return ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
+
+
 def decode_cursor(cursor: str, *fields: str) -> dict[str, Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -46,7 +50,7 @@ def decode_cursor(cursor: str, *fields: str) -> dict[str, Any]:
             raise ValueError("missing fields")
         return data
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.") from None
+        raise _invalid_cursor() from None
 
 
 def time_id_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -60,11 +64,12 @@ def decode_time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at = datetime.fromisoformat(str(data["t"]))
         row_id = uuid.UUID(str(data["i"]))
-    except ValueError:
-        raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.") from None
-    if created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=UTC)
-    return created_at.astimezone(UTC), row_id
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        # A time next to year 1 or 9999 with an offset has no UTC equivalent (OverflowError).
+        return created_at.astimezone(UTC), row_id
+    except (ValueError, TypeError, OverflowError):
+        raise _invalid_cursor() from None
 
 
 def newest_first_page(session: Session, query: Select, model: Any, *, limit: int,
@@ -82,13 +87,24 @@ def newest_first_page(session: Session, query: Select, model: Any, *, limit: int
     return page, (time_id_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)
 
 
+def _int_key_limit(column: Any) -> int:
+    """One past the largest value ``column`` holds: a larger cursor was never issued, and binding it
+    fails (PostgreSQL casts the parameter to the column's type; SQLite stops at 64 bits)."""
+    if isinstance(column.type, BigInteger):
+        return 2**63
+    if isinstance(column.type, SmallInteger):
+        return 2**15
+    return 2**31
+
+
 def ascending_int_page(session: Session, query: Select, column: Any, *, cursor_field: str, limit: int,
                        cursor: str | None) -> tuple[list[Any], str | None]:
     """One page of ``query``'s rows in ascending order of the integer ``column`` (a sequence or row number)."""
     if cursor:
         after = decode_cursor(cursor, cursor_field)[cursor_field]
-        if not isinstance(after, int):
-            raise ApiProblem(422, "invalid_cursor", "The cursor is not one this API returned.")
+        # bool is an int subclass; JSON true is not a row number.
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < _int_key_limit(column):
+            raise _invalid_cursor()
         query = query.where(column > after)
     rows = list(session.scalars(query.order_by(column).limit(limit + 1)))
     page = rows[:limit]

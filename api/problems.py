@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import KilnError
@@ -197,6 +198,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         return problem_response(exc.status_code, code, detail, title=title, request=request, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL in text, a number out of range) that input validation
+        # let through: the client's input, not a server fault. Logged, so the gap gets a validator.
+        reason = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else type(exc).__name__
+        _log.warning("database_rejected_value", error_type=type(exc.orig).__name__, error=reason)
+        return problem_response(422, "invalid_value", "A value in the request cannot be stored or compared "
+                                "(for example a NUL character or a number out of range).", request=request)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

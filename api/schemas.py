@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -13,7 +14,27 @@ from api.pagination import Page
 
 def _to_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; every stored time is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no such instant in UTC
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+# Control characters have no place in names, and PostgreSQL text cannot hold NUL at all (psycopg
+# refuses to send it): rejected here so they answer 422, not a database error.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_chars(value: str) -> str:
+    if _CONTROL_CHARS.search(value):
+        raise ValueError("control characters (such as NUL) are not allowed")
+    return value
+
+
+# A one-line human-readable string (names, labels, kinds): no NUL, line breaks or other controls.
+PlainText = Annotated[str, AfterValidator(_no_control_chars)]
 
 
 UtcDatetime = Annotated[
@@ -22,10 +43,15 @@ UtcDatetime = Annotated[
     PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str, when_used="json"),
 ]
 
+# A time a client sends (query filters): any offset, converted to UTC before it meets the database.
+# SQLite stores times as UTC text without an offset, so an unconverted +05:00 bound compares wrong.
+UtcTimeIn = Annotated[datetime, AfterValidator(_to_utc)]
+
 # Deliberately simple (no email-validator dependency): one @, no spaces, a dot in the domain.
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(_no_control_chars),
 ]
 
 Role = Literal["owner", "admin", "editor", "viewer"]
@@ -58,7 +84,7 @@ class MemberCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: Email
     role: Role = "viewer"
-    display_name: str | None = Field(default=None, max_length=200)
+    display_name: PlainText | None = Field(default=None, max_length=200)
 
 
 class MemberUpdate(BaseModel):
@@ -72,8 +98,8 @@ class MemberPage(Page[MemberOut]):
 
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(default_factory=lambda: ["*"], max_length=16)
+    name: PlainText = Field(min_length=1, max_length=200)
+    scopes: list[PlainText] = Field(default_factory=lambda: ["*"], max_length=16)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -109,7 +135,7 @@ class TokenPage(Page[TokenOut]):
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(min_length=1, max_length=64, examples=["selftest"])
+    kind: PlainText = Field(min_length=1, max_length=64, examples=["selftest"])
     payload: dict[str, Any] = Field(default_factory=dict, examples=[{"message": "hello"}])
 
 
@@ -172,9 +198,15 @@ class ArtifactPage(Page[ArtifactOut]):
     pass
 
 
+# The longest link a caller may ask for: a link is a bearer credential, so a viewer cannot mint one
+# that outlives a day (the server default, KILN_DOWNLOAD_LINK_TTL_SECONDS, is set by the operator).
+MAX_DOWNLOAD_LINK_SECONDS = 24 * 3600
+
+
 class DownloadLinkCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    expires_in_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    expires_in_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_DOWNLOAD_LINK_SECONDS, description="At most 24 hours; default: the server's setting")
 
 
 class DownloadLink(BaseModel):

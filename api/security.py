@@ -48,6 +48,7 @@ class Principal:
     role: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     last_used_at: datetime | None = None
+    expires_at: datetime | None = None  # the token's own expiry: tokens it mints never outlive it
 
     def has_role(self, minimum: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[minimum]
@@ -205,6 +206,7 @@ def authenticate(session: Session, raw_token: str, *, secret_key: str | None = N
         role=member.role,
         scopes=frozenset(row.scopes),
         last_used_at=_as_aware(member.last_used_at),
+        expires_at=row.expires_at,
     )
 
 

@@ -5,7 +5,8 @@ body as it arrives (python-multipart's streaming parser over ``request.stream()`
 ``file`` field's bytes chunk by chunk to ``ObjectStore.put_stream`` running in a worker thread
 (which hashes and enforces the size limit), and keeps the small form fields beside it. Memory
 stays at a few chunks whatever the file size. A too-large upload answers 413
-``payload_too_large`` and leaves nothing stored.
+``payload_too_large`` and a body cut off before its closing boundary 400 ``malformed_multipart``;
+both leave nothing stored.
 
 ``sniff(first_bytes)`` names the content type from the bytes, never from the filename.
 """
@@ -118,6 +119,7 @@ class _MultipartFeed:
         self.file_seen = False
         self.file_done = False
         self.body_done = False
+        self.complete = False  # the closing boundary arrived: nothing was cut off
         self.ready: list[bytes] = []
         self._headers: dict[str, str] = {}
         self._header_field = b""
@@ -133,6 +135,7 @@ class _MultipartFeed:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         })
 
     def _append(self, attr: str, data: bytes) -> None:
@@ -171,6 +174,9 @@ class _MultipartFeed:
             if len(self._field_buffer) > MAX_FIELD_BYTES:
                 raise ApiProblem(413, "payload_too_large", f"Form field {self._part_name!r} is too large.")
 
+    def _end(self) -> None:
+        self.complete = True
+
     def _part_end(self) -> None:
         if self._part_kind == "file":
             self.file_done = True
@@ -183,6 +189,11 @@ class _MultipartFeed:
         except StopAsyncIteration:
             self.body_done = True
             self.parser.finalize()
+            # python-multipart's finalize() does not check for the closing boundary: without it the
+            # body was cut off (a dropped connection, a proxy limit) and the file may be partial.
+            if not self.complete:
+                raise ApiProblem(400, "malformed_multipart",
+                                 "The multipart body ended before its closing boundary; the upload is incomplete.")
             return
         try:
             self.parser.write(chunk)
@@ -249,7 +260,14 @@ async def stream_upload_to_store(
             yield chunk
 
     put = await anyio.to_thread.run_sync(lambda: store.put_stream(key, chunks(), max_bytes=max_bytes))
-    await feed.rest()  # form fields after the file
+    try:
+        await feed.rest()  # form fields after the file, up to the closing boundary
+    except BaseException:
+        # The file itself arrived whole, but the request did not: nothing of it is kept (shielded,
+        # so a cancelled request, e.g. a client disconnect, still cleans up).
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(store.delete, put.key)
+        raise
     return StreamedUpload(key=put.key, sha256=put.sha256, size_bytes=put.size_bytes, filename=feed.filename,
                           content_type=sniff(bytes(head)), declared_content_type=feed.declared_type,
                           fields=dict(feed.fields))

@@ -10,7 +10,9 @@ backfill, from the partition key: an active job is reused, a finished one is re-
 job and the run is tagged, so the run-status sensors track it too) and claims it (queued ->
 running; idempotent for the same run). A ``KilnError`` raised inside becomes a ``dg.Failure``
 whose metadata carries the error code and whether a retry may help; the run-status sensor reads
-that metadata to choose between ``retrying`` and ``failed``.
+that metadata to choose between ``retrying`` and ``failed``. For the step's duration ``job_id``,
+``workspace_id``, ``run_id``, ``kind`` and ``attempt`` are bound into structlog's context, so every
+Kiln log line the step emits carries them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import structlog
 from sqlalchemy import select
 
+from resources.logs import configure_dagster_logging
 from pipelines.errors import KilnError, PermanentError
 from pipelines.run_tags import ERROR_CODE_KEY, JOB_ID_TAG, RETRYABLE_KEY, attempt_from_tags, tags_for_job
 from resources.dagster_resources import DatabaseResource
@@ -32,6 +36,8 @@ from resources.objectstore import ObjectStore
 from resources.settings import get_settings
 from warehouse import artifacts, jobs
 from warehouse.models import Artifact, Job
+
+_log = structlog.get_logger("kiln.job")
 
 
 class JobCanceled(PermanentError):
@@ -164,39 +170,60 @@ def _find_job(context: dg.AssetExecutionContext, database: DatabaseResource, kin
     return job.id, attempt
 
 
+def _claim(context: dg.AssetExecutionContext, database: DatabaseResource, store: ObjectStore, kind: str) -> JobHandle:
+    job_id, attempt = _find_job(context, database, kind)
+    with database.system_session() as session:
+        claimed = jobs.claim_job(session, job_id, run_id=context.run.run_id, attempt=attempt)
+        job = session.get(Job, job_id)
+        if job is None:
+            raise JobNotClaimable("The job no longer exists.")
+        status = job.status
+        handle = JobHandle(
+            database=database,
+            store=store,
+            job_id=job.id,
+            workspace_id=job.workspace_id,
+            kind=job.kind,
+            attempt=job.attempt,
+            payload=dict(job.payload or {}),
+            subject_id=job.subject_id,
+            partition_key=job.partition_key,
+            run_id=context.run.run_id,
+            asset_key=context.asset_key.to_user_string(),
+            log=context.log,
+        )
+    if not claimed:
+        if status == "canceled":
+            raise JobCanceled("The job was canceled before it started.")
+        raise JobNotClaimable(f"The job is {status} and is not this run's to work on.")
+    return handle
+
+
 @contextmanager
 def kiln_job(
     context: dg.AssetExecutionContext, database: DatabaseResource, store: ObjectStore, *, kind: str
 ) -> Iterator[JobHandle]:
-    try:
-        job_id, attempt = _find_job(context, database, kind)
-        with database.system_session() as session:
-            claimed = jobs.claim_job(session, job_id, run_id=context.run.run_id, attempt=attempt)
-            job = session.get(Job, job_id)
-            if job is None:
-                raise JobNotClaimable("The job no longer exists.")
-            status = job.status
-            handle = JobHandle(
-                database=database,
-                store=store,
-                job_id=job.id,
-                workspace_id=job.workspace_id,
-                kind=job.kind,
-                attempt=job.attempt,
-                payload=dict(job.payload or {}),
-                subject_id=job.subject_id,
-                partition_key=job.partition_key,
-                run_id=context.run.run_id,
-                asset_key=context.asset_key.to_user_string(),
-                log=context.log,
+    # Kiln lines of this step carry the ids that join them to the API's lines and the job's runs.
+    configure_dagster_logging(get_settings())
+    with structlog.contextvars.bound_contextvars(run_id=context.run.run_id, kind=kind):
+        try:
+            handle = _claim(context, database, store, kind)
+        except KilnError as error:
+            _log.warning("job_not_started", error_code=error.code, error=error.message)
+            raise failure_for(error) from error
+        ids = {"job_id": str(handle.job_id), "workspace_id": str(handle.workspace_id), "attempt": handle.attempt}
+        with structlog.contextvars.bound_contextvars(**ids):
+            context.log.info(
+                "kiln job %s (kind %s, workspace %s, attempt %d) run %s",
+                handle.job_id, handle.kind, handle.workspace_id, handle.attempt, handle.run_id,
             )
-        if not claimed:
-            if status == "canceled":
-                raise JobCanceled("The job was canceled before it started.")
-            raise JobNotClaimable(f"The job is {status} and is not this run's to work on.")
-        context.log.info(
-            "kiln job %s (workspace %s, attempt %d) run %s", handle.job_id, handle.workspace_id, handle.attempt, context.run.run_id
-        )
-        yield handle
-    except KilnError as error:
-        raise failure_for(error) from error
+            _log.info("job_step_started", asset_key=handle.asset_key, partition_key=handle.partition_key)
+            try:
+                yield handle
+            except KilnError as error:
+                _log.warning("job_step_failed", error_code=error.code, retryable=bool(error.retryable))
+                raise failure_for(error) from error
+            except Exception as exc:
+                _log.error("job_step_failed", error_type=type(exc).__name__)
+                raise
+            _log.info("job_step_finished")

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=4, ge=0, le=10)
+    # Transcript characters sent to the model (~4 per token); a longer transcript is sampled evenly to fit.
+    llm_max_input_chars: int = Field(default=24_000, ge=1_000)
 
     # Document generation
     documents_max_template_bytes: int = Field(default=20 * 1024**2, gt=0)

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from api.security import LAST_USED_RESOLUTION
+from api.security import LAST_USED_RESOLUTION, create_api_token
 from resources.settings import DEFAULT_SECRET, Settings
-from tests.test_api_support import api  # noqa: F401 - fixture
+from tests.test_api_support import SECRET, api  # noqa: F401 - fixture
 from warehouse.db import system_session, utcnow
 from warehouse.models import ApiToken, AuditLog
 
@@ -182,3 +182,69 @@ def test_production_refuses_the_default_secret():
         Settings(env="production", secret_key="short", database_url="postgresql://x@h/db")
     ok = Settings(env="production", secret_key="x" * 48, database_url="postgresql://x@h/db")
     assert ok.env == "production"
+
+
+def _token_with(api, tenant, *, scopes=None, expires_at=None) -> dict[str, str]:
+    """Another token of ``tenant``'s user, with the given scopes and expiry."""
+    with system_session(api.system) as s:
+        _, token = create_api_token(s, tenant.workspace_id, tenant.user_id, "extra", scopes, expires_at,
+                                    secret_key=SECRET)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _expiry(item: dict) -> datetime | None:
+    value = item["expires_at"]
+    return datetime.fromisoformat(value) if value else None
+
+
+def test_a_token_never_mints_one_that_outlives_it(api):
+    t = api.tenant()
+    soon = utcnow() + timedelta(minutes=5)
+    short = _token_with(api, t, expires_at=soon)
+    for body in ({"name": "forever"}, {"name": "a year", "expires_in_days": 365}):
+        r = api.client.post("/v1/tokens", headers=short, json=body)
+        assert r.status_code == 201, r.text
+        assert _expiry(r.json()) is not None and abs(_expiry(r.json()) - soon) < timedelta(seconds=1)
+    # A shorter expiry than the caller's is kept as asked; a non-expiring caller sets no cap.
+    long_lived = _token_with(api, t, expires_at=utcnow() + timedelta(days=30))
+    r = api.client.post("/v1/tokens", headers=long_lived, json={"name": "a day", "expires_in_days": 1})
+    assert _expiry(r.json()) < utcnow() + timedelta(days=1, seconds=5)
+    r = api.client.post("/v1/tokens", headers=t.headers, json={"name": "open-ended"})
+    assert r.status_code == 201 and r.json()["expires_at"] is None
+
+
+def test_managing_tokens_needs_the_workspace_scopes(api):
+    t = api.tenant()
+    jobs_only = _token_with(api, t, scopes=["jobs:read", "jobs:write"])
+    reader = _token_with(api, t, scopes=["workspace:read"])
+    own_token_id = _token_row(api, t.token).id
+    r = api.client.get("/v1/tokens", headers=jobs_only)
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_scope"
+    assert api.client.get("/v1/tokens", headers=reader).status_code == 200
+    for headers in (jobs_only, reader):
+        r = api.client.post("/v1/tokens", headers=headers, json={"name": "x", "scopes": ["jobs:read"]})
+        assert r.status_code == 403 and r.json()["code"] == "insufficient_scope"
+        r = api.client.delete(f"/v1/tokens/{own_token_id}", headers=headers)
+        assert r.status_code == 403 and r.json()["code"] == "insufficient_scope"
+    assert _token_row(api, t.token).revoked_at is None
+    admin_scoped = _token_with(api, t, scopes=["workspace:admin"])
+    assert api.client.post("/v1/tokens", headers=admin_scoped, json={"name": "x", "scopes": ["workspace:admin"]}
+                           ).status_code == 201
+
+
+def test_an_admin_cannot_revoke_an_owners_token_but_an_owner_can_revoke_anyones(api):
+    owner = api.tenant("owner")
+    admin = api.member(owner, "admin")
+    other_owner = api.member(owner, "owner")
+    editor = api.member(owner, "editor")
+    owner_token, editor_token = _token_row(api, owner.token).id, _token_row(api, editor.token).id
+    r = api.client.delete(f"/v1/tokens/{owner_token}", headers=admin.headers)
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert _token_row(api, owner.token).revoked_at is None
+    assert api.client.get("/v1/jobs", headers=owner.headers).status_code == 200
+    assert api.client.delete(f"/v1/tokens/{editor_token}", headers=admin.headers).status_code == 204
+    assert api.client.delete(f"/v1/tokens/{owner_token}", headers=other_owner.headers).status_code == 204
+    assert api.client.get("/v1/jobs", headers=owner.headers).status_code == 401
+    # Everyone may revoke their own token, an admin included.
+    admin_token = _token_row(api, admin.token).id
+    assert api.client.delete(f"/v1/tokens/{admin_token}", headers=admin.headers).status_code == 204

@@ -4,7 +4,7 @@ import json
 import uuid
 
 from api.job_kinds import SelftestPayload, register_job_kind
-from api.observability import bind_context, configure_logging, redact_secrets
+from api.observability import redact_secrets
 from tests.test_api_support import api  # noqa: F401 - fixture
 
 
@@ -48,21 +48,6 @@ def test_logs_are_json_with_request_and_workspace_ids_and_never_a_token(api):
     manual = next(line for line in lines if line.get("event") == "manual")
     assert manual["authorization"] == "[REDACTED]" and manual["password"] == "[REDACTED]"
     assert manual["nested"] == {"api_key": "[REDACTED]", "ok": 1} and "[REDACTED]" in manual["note"]
-
-
-def test_bind_context_reaches_dagster_style_log_lines():
-    import io
-
-    import structlog
-
-    stream = io.StringIO()
-    configure_logging(None, stream=stream)
-    structlog.contextvars.clear_contextvars()
-    bind_context(job_id="j-1", workspace_id="w-1", run_id="r-1")
-    structlog.get_logger("dagster").info("step", secret="s3cr3t")
-    line = json.loads(stream.getvalue().splitlines()[-1])
-    assert (line["job_id"], line["workspace_id"], line["run_id"], line["secret"]) == ("j-1", "w-1", "r-1", "[REDACTED]")
-    structlog.contextvars.clear_contextvars()
 
 
 def test_redaction_processor_directly():

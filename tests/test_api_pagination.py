@@ -2,11 +2,14 @@
 
 Every list route pages through them; these tests pin the edge cases a route test rarely reaches:
 rows that share a ``created_at`` (the id breaks the tie), a page boundary inside such a tie, and
-cursors that decode but carry the wrong kind of value.
+cursors that decode but carry the wrong kind of value or a value no database column can hold.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +23,7 @@ from api.pagination import (
     newest_first_page,
 )
 from api.problems import ApiProblem
+from tests.test_api_support import api  # noqa: F401 - fixture
 from warehouse import jobs as job_machine
 from warehouse.db import system_session
 from warehouse.models import Job, JobEvent
@@ -76,7 +80,11 @@ def test_ascending_int_page_walks_the_column_and_names_the_cursor_field(engine, 
     assert [e.seq for e in first + rest] == all_seqs
 
 
-@pytest.mark.parametrize("cursor", ["not-a-cursor", encode_cursor(n="3"), encode_cursor(other=3)])
+@pytest.mark.parametrize("cursor", [
+    "not-a-cursor", encode_cursor(n="3"), encode_cursor(other=3), encode_cursor(n=True), encode_cursor(n=1.5),
+    encode_cursor(n=-1), encode_cursor(n=2**31), encode_cursor(n=2**63), encode_cursor(n=10**30),
+    encode_cursor(n=-(10**30)),
+])
 def test_ascending_int_page_refuses_foreign_cursors(engine, cursor):
     with system_session(engine) as s, pytest.raises(ApiProblem) as refused:
         ascending_int_page(s, select(JobEvent), JobEvent.seq, cursor_field="n", limit=10, cursor=cursor)
@@ -91,3 +99,44 @@ def test_page_subclasses_keep_their_own_schema_name():
     assert schema["title"] == "ThingPage"
     assert set(schema["properties"]) == {"items", "next_cursor"}
     assert ThingPage(items=[1, 2]).model_dump() == {"items": [1, 2], "next_cursor": None}
+
+
+def test_ascending_int_page_takes_the_largest_key_its_column_holds(engine, make_tenant):
+    """The bound is the column's range (``seq`` is a 32-bit INTEGER), not something smaller."""
+    tenant = make_tenant()
+    with system_session(engine) as s:
+        job = job_machine.submit_job(s, workspace_id=tenant.workspace_id, kind="selftest", payload={}).job
+        query = select(JobEvent).where(JobEvent.job_id == job.id)
+        page, cursor = ascending_int_page(s, query, JobEvent.seq, cursor_field="n", limit=10,
+                                          cursor=encode_cursor(n=2**31 - 1))
+    assert page == [] and cursor is None
+
+
+def _raw_cursor(value) -> str:
+    """A cursor built by hand, as a client tampering with one would."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+# Each decodes to the right fields, but no database can compare with the value: a year-1 or
+# year-9999 time whose offset pushes it out of range in UTC, ints beyond 64 bits, wrong types.
+CRAFTED_CURSORS = {
+    "year 1 with an offset": _raw_cursor({"t": "0001-01-01T00:00:00+01:00", "i": str(uuid.uuid4())}),
+    "year 9999 with an offset": _raw_cursor({"t": "9999-12-31T23:59:59-01:00", "i": str(uuid.uuid4())}),
+    "numbers for time and id": _raw_cursor({"t": 5, "i": 3}),
+    "seq beyond 64 bits": _raw_cursor({"seq": 10**30}),
+    "negative seq beyond 64 bits": _raw_cursor({"seq": -(10**30)}),
+    "fractional seq": _raw_cursor({"seq": 1.5}),
+    "a list": _raw_cursor([1]),
+}
+
+
+@pytest.mark.parametrize("cursor", CRAFTED_CURSORS.values(), ids=CRAFTED_CURSORS.keys())
+def test_every_list_route_answers_a_crafted_cursor_with_invalid_cursor(api, cursor):
+    owner = api.tenant()
+    job_id = api.job(owner)
+    for path in ("/v1/jobs", "/v1/tokens", "/v1/workspace/members", f"/v1/jobs/{job_id}/events",
+                 f"/v1/jobs/{job_id}/artifacts"):
+        r = api.client.get(path, params={"cursor": cursor}, headers=owner.headers)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "invalid_cursor", path

@@ -151,3 +151,43 @@ def test_non_latin1_field_names_and_filenames_are_read_as_utf8(upload_client):
     assert response.status_code == 200, response.text
     assert response.json()["filename"] == "résumé-𰭌.txt"
     assert response.json()["fields"] == {"Āň": "value"}
+
+
+def _stored_files(api) -> list[Path]:
+    return [p for p in Path(api.store.root).rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("cut", ["inside the file", "after the file part", "before the closing boundary",
+                                 "inside the headers", "empty body"])
+def test_a_body_cut_off_before_its_closing_boundary_is_400_and_stores_nothing(upload_client, cut):
+    """A dropped connection or a proxy limit can end the body early; python-multipart does not
+    notice on its own, and a partial file must never be stored as if it were complete."""
+    api = upload_client
+    boundary = "cutboundary"
+    file_part = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
+                 ).encode() + b"0123456789" * 100
+    bodies = {
+        "inside the file": file_part[:-500],
+        "after the file part": file_part + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nx"
+        .encode(),
+        "before the closing boundary": file_part + f"\r\n--{boundary}".encode(),
+        "inside the headers": f'--{boundary}\r\nContent-Disposition: form-data; name="fi'.encode(),
+        "empty body": b"",
+    }
+    r = api.client.post("/test-only/upload", content=bodies[cut],
+                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "malformed_multipart"
+    assert _stored_files(api) == []
+
+
+def test_a_complete_body_with_an_epilogue_is_accepted(upload_client):
+    api = upload_client
+    boundary = "epilogue"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhello\r\n'
+            f"--{boundary}--\r\ntrailing epilogue text").encode()
+    r = api.client.post("/test-only/upload", content=body,
+                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 200, r.text
+    assert api.store.get_bytes(r.json()["key"]) == b"hello"

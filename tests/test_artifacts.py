@@ -141,6 +141,48 @@ def test_rejected_row_removes_the_bytes_it_stored(engine, make_tenant, store):
     assert _files_under(store.root) == []
 
 
+def test_redo_with_the_same_artifact_id_returns_the_committed_row_and_keeps_its_object(engine, make_tenant, store):
+    tenant = make_tenant()
+    ws, subject, artifact_id = tenant.workspace_id, uuid.uuid4(), uuid.uuid4()
+    with tenant_session(engine, ws) as s:
+        first = _store(s, store, ws, subject_id=subject, data=b"first", artifact_id=artifact_id)
+        key, sha = first.storage_key, first.sha256
+    # A redo after the first attempt committed (a crash after commit, before the caller noticed).
+    with tenant_session(engine, ws) as s:
+        redo = _store(s, store, ws, subject_id=subject, data=b"second", artifact_id=artifact_id)
+        assert (redo.id, redo.storage_key, redo.sha256) == (artifact_id, key, sha)
+    with tenant_session(engine, ws) as s:
+        row = s.get(Artifact, artifact_id)
+        assert row.status == "available" and _artifact_count(s, ws) == 1
+    assert store.get_bytes(key) == b"first"  # the bytes the row's SHA-256 describes
+
+
+def test_reusing_an_artifact_id_for_another_object_is_refused_and_keeps_the_first(engine, make_tenant, store):
+    tenant = make_tenant()
+    ws, subject, artifact_id = tenant.workspace_id, uuid.uuid4(), uuid.uuid4()
+    with tenant_session(engine, ws) as s:
+        key = _store(s, store, ws, subject_id=subject, data=b"first", artifact_id=artifact_id).storage_key
+    with pytest.raises(ValueError), tenant_session(engine, ws) as s:
+        _store(s, store, ws, subject_id=subject, name="other.bin", data=b"second", artifact_id=artifact_id)
+    with system_session(engine) as s:
+        row = s.get(Artifact, artifact_id)
+        row.status, row.deleted_at = "deleted", utcnow()
+    with pytest.raises(ValueError), tenant_session(engine, ws) as s:
+        _store(s, store, ws, subject_id=subject, data=b"again", artifact_id=artifact_id)
+    assert store.get_bytes(key) == b"first"
+    assert len(_files_under(store.root)) == 1
+
+
+def test_a_rejected_row_never_deletes_a_caller_chosen_key(engine, make_tenant, store):
+    # A concurrent redo may have committed the row that names this key: the orphan sweep decides later.
+    owner, other = make_tenant(), make_tenant()
+    with tenant_session(engine, other.workspace_id) as s:
+        foreign_job_id = submit_job(s, workspace_id=other.workspace_id, kind="test").job.id
+    with pytest.raises(IntegrityError), tenant_session(engine, owner.workspace_id) as s:
+        _store(s, store, owner.workspace_id, job_id=foreign_job_id, artifact_id=uuid.uuid4())
+    assert len(_files_under(store.root)) == 1
+
+
 def test_lineage_edges_are_deduplicated(engine, make_tenant, store):
     tenant = make_tenant()
     ws = tenant.workspace_id

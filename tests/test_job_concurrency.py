@@ -117,7 +117,8 @@ def test_two_workers_racing_to_claim_one_job_produce_one_running_transition(work
 
 
 def test_claim_racing_cancel_leaves_a_consistent_history(worker_engine):
-    """Whichever of claim and cancel wins, the history is a legal path and ends where the job is."""
+    """Whichever of claim and cancel goes first, the history is a legal path and the job ends
+    canceled: a queued job and a running one are both cancelable, so the cancel always succeeds."""
     ws_id = _new_workspace(worker_engine)
     with system_session(worker_engine) as s:
         job_id = jobs.submit_job(s, workspace_id=ws_id, kind=RACE_KIND).job.id
@@ -126,11 +127,48 @@ def test_claim_racing_cancel_leaves_a_consistent_history(worker_engine):
         with system_session(worker_engine) as s:
             return jobs.claim_job(s, job_id, run_id="run") if i == 0 else jobs.cancel_job(s, job_id)
 
-    _race(2, act)
+    claimed, canceled = _race(2, act)
     with system_session(worker_engine) as s:
         events = s.execute(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)).scalars().all()
         status = s.scalar(select(Job.status).where(Job.id == job_id))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert all((e.from_status, e.to_status) in jobs.ALLOWED_TRANSITIONS for e in events[1:])
-    assert events[-1].to_status == status
-    assert status in ("running", "canceled")
+    assert canceled is True and status == "canceled" and events[-1].to_status == "canceled"
+    # The claim either came first (then the cancel stopped a running job) or found it canceled.
+    expected = ["queued", "running", "canceled"] if claimed else ["queued", "canceled"]
+    assert [e.to_status for e in events] == expected
+
+
+def test_a_claim_between_cancels_read_and_its_update_still_ends_canceled(worker_engine, monkeypatch):
+    """The worst interleaving, replayed exactly: cancel reads ``queued``, a worker claims the job and
+    commits, then cancel's UPDATE (expecting ``queued``) matches nothing. Cancel must read again and
+    stop the now running job, not report that the job cannot be canceled."""
+    ws_id = _new_workspace(worker_engine)
+    with system_session(worker_engine) as s:
+        job_id = jobs.submit_job(s, workspace_id=ws_id, kind=RACE_KIND).job.id
+    real_transition, claimed = jobs._transition, []
+
+    def claim_first(session, jid, **kw):
+        if kw["to_status"] == "canceled" and not claimed:
+            with system_session(worker_engine) as other:
+                claimed.append(jobs.claim_job(other, jid, run_id="run-racer"))
+        return real_transition(session, jid, **kw)
+
+    monkeypatch.setattr(jobs, "_transition", claim_first)
+    with system_session(worker_engine) as s:
+        assert jobs.cancel_job(s, job_id, reason="stop") is True
+    assert claimed == [True]
+    with system_session(worker_engine) as s:
+        history = s.execute(select(JobEvent.from_status, JobEvent.to_status).where(JobEvent.job_id == job_id)
+                            .order_by(JobEvent.seq)).all()
+        assert s.scalar(select(Job.status).where(Job.id == job_id)) == "canceled"
+    assert [tuple(h) for h in history] == [(None, "queued"), ("queued", "running"), ("running", "canceled")]
+
+
+def test_cancel_of_a_finished_job_is_refused(worker_engine):
+    ws_id = _new_workspace(worker_engine)
+    with system_session(worker_engine) as s:
+        job_id = jobs.submit_job(s, workspace_id=ws_id, kind=RACE_KIND).job.id
+        assert jobs.cancel_job(s, job_id) is True
+        assert jobs.cancel_job(s, job_id) is False
+        assert jobs.cancel_job(s, uuid.uuid4()) is False

@@ -143,7 +143,7 @@ def world(engine, make_tenant, tmp_path):
             "gone2": _store(s, store, ws, jobs["all_expired"], "b.txt", EXPIRED),
             "gone3": _store(s, store, ws, jobs["partly_expired"], "c.txt", EXPIRED),
             "kept": _store(s, store, ws, jobs["partly_expired"], "d.txt", FRESH),
-            "gone4": _store(s, store, ws, jobs["running"], "e.txt", EXPIRED),
+            "in_use": _store(s, store, ws, jobs["running"], "e.txt", EXPIRED),  # its job may still read it
             "forever": _store(s, store, ws, jobs["recent_empty"], "f.txt", None),
         }
         arts = {name: (a.id, a.storage_key, a.size_bytes) for name, a in arts.items()}
@@ -162,15 +162,15 @@ def test_purge_deletes_expired_objects_marks_rows_and_keeps_the_rest(engine, wor
     store, arts = world["store"], world["arts"]
     report = purge_expired_artifacts(engine, store, batch_size=2)
     rows = _rows(engine, arts)
-    for name in ("gone1", "gone2", "gone3", "gone4"):
+    for name in ("gone1", "gone2", "gone3"):
         assert not store.exists(arts[name][1])
         assert rows[name].status == "deleted" and rows[name].deleted_at is not None
-    for name in ("kept", "forever"):
+    for name in ("kept", "forever", "in_use"):
         assert store.exists(arts[name][1])
         assert rows[name].status == "available" and rows[name].deleted_at is None
     if db_url.startswith("sqlite"):  # PostgreSQL's database is shared by the session: check exact counts here
-        assert (report.objects_deleted, report.missing_objects, report.rows_marked) == (3, 1, 4)
-        assert report.bytes_freed == sum(arts[n][2] for n in ("gone1", "gone3", "gone4"))
+        assert (report.objects_deleted, report.missing_objects, report.rows_marked) == (2, 1, 3)
+        assert report.bytes_freed == sum(arts[n][2] for n in ("gone1", "gone3"))
         assert report.batches == 2 and report.failed_artifact_ids == []
     assert purge_expired_artifacts(engine, store).rows_marked == 0  # nothing left to do
 
@@ -187,7 +187,7 @@ def test_an_object_the_store_cannot_delete_is_reported_and_the_rest_still_purged
     rows = _rows(engine, world["arts"])
     assert str(world["arts"]["gone3"][0]) in report.failed_artifact_ids
     assert rows["gone3"].status == "available"
-    assert {rows[n].status for n in ("gone1", "gone2", "gone4")} == {"deleted"}
+    assert {rows[n].status for n in ("gone1", "gone2")} == {"deleted"} and rows["in_use"].status == "available"
 
 
 def test_stale_partitions_of_finished_subjects_only(engine, world):
@@ -217,9 +217,9 @@ def test_retention_job_runs_against_a_real_instance(engine, world, db_url):
         if e.is_successful_output and e.node_name == "purge_expired_artifacts_op"
     }
     if db_url.startswith("sqlite"):
-        assert purge_meta == {3}
+        assert purge_meta == {2}
     assert not world["store"].exists(world["arts"]["gone1"][1])
-    assert _rows(engine, world["arts"])["gone4"].status == "deleted"
+    assert _rows(engine, world["arts"])["in_use"].status == "available"
 
 
 def test_retention_schedule_is_daily_in_utc():
@@ -364,8 +364,8 @@ def test_retention_job_sweeps_orphans_after_the_purge(engine, world, db_url):
         )
     assert result.success
     swept = result.output_for_node("sweep_orphaned_objects_op")
-    # gone1/gone3/gone4 were purged first (gone2 was already missing); kept and forever remain, with rows.
-    assert swept["objects_checked"] == 3 and swept["orphans_deleted"] == 1 and swept["bytes_freed"] == 64
+    # gone1/gone3 were purged first (gone2 was already missing); kept, forever and in_use remain, with rows.
+    assert swept["objects_checked"] == 4 and swept["orphans_deleted"] == 1 and swept["bytes_freed"] == 64
     assert (swept["incomplete_writes_removed"], swept["incomplete_bytes_freed"]) == (1, 4)
     assert swept["grace_hours"] == 24 and swept["failed"] == 0
     metadata = next(

@@ -49,14 +49,28 @@ def store_artifact(
     """Stream ``chunks`` to the object store and record the artifact row (flushed, not committed).
 
     ``name`` is a server-chosen object name such as ``transcript.json``; ``filename`` is the
-    user-facing name (sanitized) used only in Content-Disposition. ``artifact_id`` (default: a
-    random one) lets a caller that may redo work after a crash derive the id, and so the key,
-    deterministically: the redo overwrites the same object instead of orphaning a second one.
+    user-facing name (sanitized) used only in Content-Disposition.
+
+    ``artifact_id`` (default: a random one) lets a caller that may redo work after a crash derive
+    the id, and so the key, deterministically. A redo whose row already exists writes nothing and
+    returns that row: overwriting its object would replace bytes that a committed row (and its
+    SHA-256) already describes. A caller-chosen key is never deleted here, even when the row
+    cannot be recorded, because a concurrent redo's committed row may name it; an unnamed object
+    is left to the orphan sweep (``warehouse.retention.sweep_orphans``).
     """
     if kind not in ARTIFACT_KINDS:
         raise ValueError(f"unknown artifact kind {kind!r}")
+    chosen_id = artifact_id is not None
     artifact_id = artifact_id or uuid.uuid4()
     key = artifact_key(workspace_id, kind, subject_id, artifact_id, name)
+    if chosen_id:
+        existing = session.get(Artifact, artifact_id)
+        if existing is not None:
+            if existing.workspace_id != workspace_id or existing.storage_key != key:
+                raise ValueError(f"artifact {artifact_id} already exists for another object")
+            if existing.status != "available":
+                raise ValueError(f"artifact {artifact_id} was deleted by retention; store the redo under a new id")
+            return existing
     put = store.put_stream(key, chunks, max_bytes=max_bytes, content_type=content_type)
     artifact = Artifact(
         id=artifact_id,
@@ -76,8 +90,9 @@ def store_artifact(
         session.add(artifact)
         session.flush()
     except BaseException:
-        # No row will point at these bytes, so retention could never find them: remove them now.
-        store.delete(put.key)
+        if not chosen_id:
+            # A random key that no row will point at: retention could never find it, so remove it now.
+            store.delete(put.key)
         raise
     return artifact
 

@@ -43,6 +43,17 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _real_transaction_under_savepoint(conn, _name):  # pragma: no cover - every sqlite savepoint
+            # pysqlite (legacy transaction control) opens no transaction before a SAVEPOINT, so
+            # SQLite's SAVEPOINT starts one of its own and RELEASE commits it: a later rollback of
+            # the enclosing transaction would not undo the savepoint's rows. BEGIN first, so the
+            # savepoint nests inside the transaction SQLAlchemy thinks it has. Only sessions that
+            # take savepoints change, and they were about to hold the same locks anyway.
+            dbapi_conn = conn.connection.dbapi_connection
+            if not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN")
+
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:  # NullPool (migrations) accepts no pool sizing

@@ -301,19 +301,31 @@ def requeue_due(session: Session, *, kind: str | None = None, now: datetime | No
 
 
 def cancel_job(session: Session, job_id: uuid.UUID | str, *, reason: str = "canceled by user", actor: str | None = None) -> bool:
+    """Cancel a queued, retrying or running job; False only once it is finished (or unknown).
+
+    The UPDATE is conditional on the status just read, so the event records the real
+    ``from_status``; when a worker moves the job in between (queued -> running), the UPDATE
+    matches nothing and cancel reads again: the job is still cancelable, so a race with a
+    claim must not answer "cannot be canceled".
+    """
     job_id = _as_uuid(job_id)
-    status = session.scalar(select(Job.status).where(Job.id == job_id))
-    if status not in CANCELABLE_STATUSES:
-        return False
-    return _transition(
-        session,
-        job_id,
-        expected=(status,),
-        to_status="canceled",
-        event="canceled",
-        values={"finished_at": utcnow(), "error_code": "canceled", "error_message": reason},
-        detail={"reason": reason, "actor": actor},
-    )
+    # Each retry means a worker moved the job meanwhile, and a job makes few moves: the bound only
+    # guards against a livelock.
+    for _ in range(16):
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+        if status not in CANCELABLE_STATUSES:
+            return False
+        if _transition(
+            session,
+            job_id,
+            expected=(status,),
+            to_status="canceled",
+            event="canceled",
+            values={"finished_at": utcnow(), "error_code": "canceled", "error_message": reason},
+            detail={"reason": reason, "actor": actor},
+        ):
+            return True
+    return False
 
 
 def set_progress(session: Session, job_id: uuid.UUID | str, progress: int) -> bool:

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select, text, update
+from sqlalchemy.orm import aliased
 
 from pipelines.maintenance.retention import PartitionJob, kinds_by_partitions_def, removable_partitions
 from resources.objectstore import ObjectInfo, ObjectStore, as_utc
 from warehouse.db import is_postgres, system_session, utcnow
-from warehouse.models import Artifact, Job
+from warehouse.jobs import TERMINAL_STATUSES
+from warehouse.models import Artifact, Job, LineageEdge
 
 _IN_CHUNK = 500  # keep IN (...) lists well below every driver's parameter limit
 
@@ -40,10 +42,49 @@ class PurgeReport:
     failed_artifact_ids: list[str] = field(default_factory=list)
 
 
+def _still_needed() -> list:
+    """Conditions that keep an expired artifact while an unfinished job may still read it.
+
+    An expired artifact is kept while (a) its own job is queued, running or retrying (inputs and
+    intermediates a retry resumes from), (b) another job on the same subject is (a reprocess of a
+    video or bulk run reads the inputs the first job recorded), or (c) it is the lineage parent of
+    an artifact whose job is. Each is a correlated NOT EXISTS, so the batch stays one query that
+    PostgreSQL and SQLite both run as anti-joins.
+    """
+    finished = list(TERMINAL_STATUSES)
+    own_job = (
+        select(1)
+        .select_from(Job)
+        .where(Job.workspace_id == Artifact.workspace_id, Job.id == Artifact.job_id, Job.status.not_in(finished))
+    )
+    producer, other = aliased(Job), aliased(Job)
+    same_subject = (
+        select(1)
+        .select_from(producer)
+        .join(other, (other.workspace_id == producer.workspace_id) & (other.subject_id == producer.subject_id))
+        .where(
+            producer.workspace_id == Artifact.workspace_id,
+            producer.id == Artifact.job_id,
+            producer.subject_id.is_not(None),
+            other.status.not_in(finished),
+        )
+    )
+    child, child_job = aliased(Artifact), aliased(Job)
+    parent_of_active = (
+        select(1)
+        .select_from(LineageEdge)
+        .join(child, (child.workspace_id == LineageEdge.workspace_id) & (child.id == LineageEdge.child_artifact_id))
+        .join(child_job, (child_job.workspace_id == child.workspace_id) & (child_job.id == child.job_id))
+        .where(LineageEdge.parent_artifact_id == Artifact.id, child_job.status.not_in(finished))
+    )
+    return [~own_job.exists(), ~same_subject.exists(), ~parent_of_active.exists()]
+
+
 def _expired_batch(engine: Engine, *, now: datetime, limit: int, skip: Sequence[uuid.UUID]) -> list[tuple]:
     query = (
         select(Artifact.id, Artifact.storage_key, Artifact.size_bytes)
         .where(Artifact.status == "available", Artifact.expires_at.is_not(None), Artifact.expires_at <= now)
+        .where(*_still_needed())
         .order_by(Artifact.expires_at, Artifact.id)
         .limit(limit)
     )
@@ -63,6 +104,8 @@ def purge_expired_artifacts(
     log=None,
 ) -> PurgeReport:
     """Delete every expired artifact's object, then mark its row deleted, in batches.
+
+    Artifacts an unfinished job may still read are skipped until it ends (see ``_still_needed``).
 
     The DB transaction is short (read a batch; later mark it): object-store calls never run
     inside it. An object the store refuses to delete is skipped and reported, not retried in

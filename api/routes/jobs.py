@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -20,7 +19,9 @@ from api.observability import bind_context
 from api.pagination import Cursor, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.artifacts import artifact_out, list_artifacts_query
-from api.schemas import ArtifactPage, JobCreate, JobEventOut, JobEventPage, JobOut, JobPage, JobStatus
+from api.schemas import (
+    ArtifactPage, JobCreate, JobEventOut, JobEventPage, JobOut, JobPage, JobStatus, UtcTimeIn,
+)
 from warehouse import jobs as job_machine
 from warehouse.models import Job, JobEvent
 
@@ -34,11 +35,21 @@ def job_out(job: Job) -> JobOut:
     return JobOut.model_validate({**{c: getattr(job, c) for c in JobOut.model_fields if c != "job_id"}, "job_id": job.id})
 
 
-def load_job(session: Session, principal_ws: uuid.UUID, job_id: uuid.UUID) -> Job:
+def note_job(request: Request, job_id: uuid.UUID) -> None:
+    """Name the job in this request's log lines, the access line included.
+
+    Sync routes run in a worker thread with a copy of the request's context, so ``bind_context`` alone
+    reaches only the lines logged inside the route; the access middleware reads ``request.state``.
+    """
+    bind_context(job_id=job_id)
+    request.state.job_id = str(job_id)
+
+
+def load_job(request: Request, session: Session, principal_ws: uuid.UUID, job_id: uuid.UUID) -> Job:
     job = session.scalar(select(Job).where(Job.workspace_id == principal_ws, Job.id == job_id))
     if job is None:
         raise not_found("job")
-    bind_context(job_id=job.id)
+    note_job(request, job.id)
     return job
 
 
@@ -79,7 +90,7 @@ def submit_job(
         created_by=principal.user_id,
         request_id=request_id(request),
     )
-    bind_context(job_id=result.job.id)
+    note_job(request, result.job.id)
     return JSONResponse(job_out(result.job).model_dump(mode="json"), status_code=202 if result.created else 200)
 
 
@@ -89,8 +100,8 @@ def list_jobs(
     session: DbSession,
     status: JobStatus | None = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: UtcTimeIn | None = None,
+    created_before: UtcTimeIn | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor = None,
 ) -> JobPage:
@@ -108,13 +119,13 @@ def list_jobs(
 
 
 @router.get("/{id}", response_model=JobOut, responses=problem_responses(404))
-def get_job(id: uuid.UUID, principal: JobsReader, session: DbSession) -> JobOut:
-    return job_out(load_job(session, principal.workspace_id, id))
+def get_job(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession) -> JobOut:
+    return job_out(load_job(request, session, principal.workspace_id, id))
 
 
 @router.post("/{id}/cancel", response_model=JobOut, responses=problem_responses(404, 409))
 def cancel_job(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession) -> JobOut:
-    job = load_job(session, principal.workspace_id, id)
+    job = load_job(request, session, principal.workspace_id, id)
     authorize(principal, "editor", "jobs:write")  # after the lookup: foreign ids stay 404 for everyone
     if not job_machine.cancel_job(session, job.id, reason="canceled through the API", actor=str(principal.user_id)):
         session.refresh(job)
@@ -128,12 +139,13 @@ def cancel_job(id: uuid.UUID, request: Request, principal: JobsReader, session: 
 @router.get("/{id}/events", response_model=JobEventPage, responses=problem_responses(404))
 def job_events(
     id: uuid.UUID,
+    request: Request,
     principal: JobsReader,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Cursor = None,
 ) -> JobEventPage:
-    job = load_job(session, principal.workspace_id, id)
+    job = load_job(request, session, principal.workspace_id, id)
     query = select(JobEvent).where(JobEvent.workspace_id == principal.workspace_id, JobEvent.job_id == job.id)
     page, next_cursor = ascending_int_page(session, query, JobEvent.seq, cursor_field="seq", limit=limit,
                                            cursor=cursor)
@@ -150,7 +162,7 @@ def job_artifacts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor = None,
 ) -> ArtifactPage:
-    job = load_job(session, principal.workspace_id, id)
+    job = load_job(request, session, principal.workspace_id, id)
     authorize(principal, "viewer", "artifacts:read")
     rows, next_cursor = list_artifacts_query(session, principal.workspace_id, job_id=job.id, limit=limit, cursor=cursor)
     return ArtifactPage(items=[artifact_out(a, settings) for a in rows], next_cursor=next_cursor)

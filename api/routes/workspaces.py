@@ -10,7 +10,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, WorkspaceReader, audit, authorize
@@ -38,11 +39,26 @@ def _load_member(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) 
     return row[0], row[1]
 
 
-def _owner_count(session: Session, workspace_id: uuid.UUID) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Membership)
-        .where(Membership.workspace_id == workspace_id, Membership.role == "owner")
-    ) or 0
+def _other_owners_locked(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    """How many owners besides ``user_id`` the workspace has, counted under a lock until commit.
+
+    Count-then-act is only safe when no other request can demote or remove an owner in between:
+    two owners demoting each other at once would both see "one other owner" and leave none. On
+    PostgreSQL the owner rows are locked (FOR UPDATE), so a concurrent change waits for this
+    transaction and then re-checks its rows. SQLite has no row locks and runs these reads outside a
+    write transaction, so a no-op UPDATE takes the database write lock first; the count then sees
+    every committed change and no other writer can interleave.
+    """
+    is_owner = (Membership.workspace_id == workspace_id) & (Membership.role == "owner")
+    if is_postgres(session):
+        owners = session.scalars(select(Membership.user_id).where(is_owner).with_for_update()).all()
+        return sum(owner != user_id for owner in owners)
+    session.execute(
+        update(Membership).where(is_owner).values(role=Membership.role, updated_at=Membership.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalar(select(func.count()).select_from(Membership)
+                          .where(is_owner, Membership.user_id != user_id)) or 0
 
 
 def _find_user_id(session: Session, email: str) -> uuid.UUID | None:
@@ -50,6 +66,30 @@ def _find_user_id(session: Session, email: str) -> uuid.UUID | None:
         found = session.execute(text("SELECT kiln_lookup_user_id(:email)"), {"email": email}).scalar()
         return uuid.UUID(str(found)) if found else None
     return session.scalar(select(AppUser.id).where(AppUser.email == email))
+
+
+def _is_member(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    return session.scalar(select(Membership.id).where(Membership.workspace_id == workspace_id,
+                                                      Membership.user_id == user_id)) is not None
+
+
+def _already_member() -> ApiProblem:
+    return ApiProblem(409, "already_member", "This user is already a member; change the role with PATCH.")
+
+
+def _create_user(session: Session, body: MemberCreate) -> uuid.UUID:
+    """A new user for ``body.email``, or the one a concurrent request created a moment ago."""
+    user = AppUser(email=body.email, display_name=body.display_name)
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+        return user.id
+    except IntegrityError:  # the email was taken between the lookup and the INSERT
+        user_id = _find_user_id(session, body.email)
+        if user_id is None:
+            raise
+        return user_id
 
 
 @router.get("", response_model=WorkspaceOut)
@@ -86,16 +126,16 @@ def add_member(body: MemberCreate, request: Request, principal: WorkspaceReader,
         authorize(principal, "owner")
     user_id = _find_user_id(session, body.email)
     if user_id is None:
-        user = AppUser(email=body.email, display_name=body.display_name)
-        session.add(user)
-        session.flush()
-        user_id = user.id
-    elif session.scalar(select(Membership.id).where(Membership.workspace_id == principal.workspace_id,
-                                                    Membership.user_id == user_id)):
-        raise ApiProblem(409, "already_member", "This user is already a member; change the role with PATCH.")
+        user_id = _create_user(session, body)
+    if _is_member(session, principal.workspace_id, user_id):
+        raise _already_member()
     membership = Membership(workspace_id=principal.workspace_id, user_id=user_id, role=body.role)
-    session.add(membership)
-    session.flush()
+    try:
+        with session.begin_nested():  # the same person added twice at once: the unique key decides
+            session.add(membership)
+            session.flush()
+    except IntegrityError:
+        raise _already_member() from None
     audit(session, request, principal, "member.add", "user", str(user_id), role=body.role)
     membership, user = _load_member(session, principal.workspace_id, user_id)
     return _member_out(membership, user)
@@ -108,7 +148,8 @@ def update_member(user_id: uuid.UUID, body: MemberUpdate, request: Request, prin
     authorize(principal, "admin", "workspace:admin")
     if "owner" in (membership.role, body.role):
         authorize(principal, "owner")
-    if membership.role == "owner" and body.role != "owner" and _owner_count(session, principal.workspace_id) <= 1:
+    if (membership.role == "owner" and body.role != "owner"
+            and _other_owners_locked(session, principal.workspace_id, user_id) == 0):
         raise ApiProblem(409, "last_owner", "A workspace keeps at least one owner; promote another member first.")
     previous = membership.role
     membership.role = body.role
@@ -123,7 +164,7 @@ def remove_member(user_id: uuid.UUID, request: Request, principal: WorkspaceRead
     authorize(principal, "admin", "workspace:admin")
     if membership.role == "owner":
         authorize(principal, "owner")
-        if _owner_count(session, principal.workspace_id) <= 1:
+        if _other_owners_locked(session, principal.workspace_id, user_id) == 0:
             raise ApiProblem(409, "last_owner", "The last owner cannot be removed.")
     # The member's API tokens go with the membership (ON DELETE CASCADE).
     session.delete(membership)
