@@ -34,6 +34,26 @@ def test_damaged_upload_is_422_and_leaves_nothing(api):
     assert stored_files(api) == []
 
 
+def test_a_template_name_with_control_characters_is_422_and_leaves_nothing(api):
+    owner = api.tenant()
+    r = api.client.post("/v1/templates", headers=owner.headers, data={"name": "offer\x00letter"},
+                        files={"file": ("letter.docx", (PUBLIC / "docx/order_tpl.docx").read_bytes(), DOCX)})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_characters", r.text
+    assert stored_files(api) == []
+
+
+def test_control_characters_in_the_uploaded_filename_are_dropped(api):
+    owner = api.tenant()
+    # Built by hand: HTTP clients percent-escape control characters in filenames, a raw client need not.
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="of\x00fer\x07.docx"\r\n'
+            b"Content-Type: " + DOCX.encode() + b"\r\n\r\n" + (PUBLIC / "docx/order_tpl.docx").read_bytes()
+            + b"\r\n--B--\r\n")
+    r = api.client.post("/v1/templates", headers={**owner.headers, "Content-Type": "multipart/form-data; boundary=B"},
+                        content=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["latest_version"]["filename"] == "offer.docx" and r.json()["name"] == "offer"
+
+
 def test_unexpected_failure_while_checking_an_upload_leaves_nothing(api, monkeypatch):
     def broken(data):
         raise MemoryError("simulated")

@@ -9,6 +9,7 @@ non-.docx upload is refused (typed 4xx from ``validate_docx``), and then nothing
 from __future__ import annotations
 
 import io
+import re
 import threading
 import uuid
 from pathlib import PurePath
@@ -31,7 +32,7 @@ from pipelines.documents.fields import TemplateAnalysis, analyze_template
 from pipelines.documents.render import PreparedTemplate, prepare_template, render_docx
 from pipelines.documents.validation import validate_docx
 from resources.converter import DocumentConverter
-from resources.objectstore import ObjectStore, artifact_key, content_disposition
+from resources.objectstore import ObjectStore, artifact_key, content_disposition, sanitize_filename
 from resources.settings import Settings
 from warehouse.db import utcnow
 from warehouse.documents import Template, TemplateField, TemplateVersion
@@ -204,11 +205,12 @@ def _add_version(session: Session, store: ObjectStore, settings: Settings, templ
 
 
 _VERSION_ATTEMPTS = 5
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _insert_version(session: Session, template: Template, artifact_id, upload, analysis,
                     user_id: uuid.UUID) -> TemplateVersion:
-    filename = PurePath((upload.filename or "template.docx").replace("\\", "/")).name[:255] or "template.docx"
+    filename = sanitize_filename(upload.filename or "template.docx", default="template.docx")
     session.add(Artifact(
         id=artifact_id, workspace_id=template.workspace_id, kind="input", storage_key=upload.key,
         sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=DOCX_TYPE, filename=filename,
@@ -249,9 +251,11 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
     template_id = uuid.uuid4()
     release_connection(session)
     artifact_id, upload, data = await _receive_docx(request, store, settings, principal.workspace_id, template_id)
-    name = (upload.fields.get("name") or PurePath(upload.filename or "template").stem or "template")[:255]
+    name = (upload.fields.get("name") or PurePath(sanitize_filename(upload.filename or "")).stem or "template")[:255]
 
     def _create() -> TemplateOut:
+        if _CONTROL_CHARS.search(name):  # PostgreSQL refuses NUL in text; the others break listings
+            raise ApiProblem(422, "invalid_characters", "The template name holds control characters.")
         template = Template(id=template_id, workspace_id=principal.workspace_id, name=name, latest_version=0,
                             created_by=principal.user_id)
         session.add(template)
