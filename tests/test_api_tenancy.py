@@ -1,7 +1,8 @@
 """Cross-tenant isolation over EVERY route of the app.
 
 The test walks ``app.routes``: each route with a path parameter is called, with the owner token
-of workspace A, on objects of workspace B, and must answer 404. A new route whose parameter
+of workspace A, on objects of workspace B, and must answer 404; with a viewer's narrow token it must
+answer exactly what it answers for ids that exist nowhere. A new route whose parameter
 names a resource this test cannot build fails loudly until the test learns it, so nothing new
 escapes the check.
 """
@@ -76,10 +77,8 @@ def _resource_of(path: str, param: str) -> str:
     return segments[index - 1]
 
 
-def test_every_route_answers_404_for_another_workspaces_ids(api):
-    attacker, victim = api.tenant("owner"), api.tenant("owner")
-    foreign = _foreign_objects(api, victim)
-    checked = []
+def _tenant_routes(api, foreign: dict[str, str]):
+    """(method, path, url with the victim's ids, url with ids nobody has) for every route taking an object id."""
     routes = all_api_routes(api.app)
     assert any(r.path == "/v1/jobs/{id}" for r in routes), "route discovery is broken"
     for route in routes:
@@ -88,7 +87,7 @@ def test_every_route_answers_404_for_another_workspaces_ids(api):
         params = re.findall(r"{(\w+)}", route.path)
         if not params:
             continue
-        values = {}
+        values, unknown = {}, {}
         for param in params:
             resource = _resource_of(route.path, param)
             assert resource in foreign, (
@@ -96,15 +95,23 @@ def test_every_route_answers_404_for_another_workspaces_ids(api):
                 f"(add it to _foreign_objects) so the route is checked for cross-tenant access"
             )
             values[param] = foreign[resource]
-        url = route.path.format(**values)
+            unknown[param] = "987654" if resource == "versions" else str(uuid.uuid4())
         for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
             body = BODIES.get((method, route.path))
             if route.body_field is not None and route.body_field.field_info.is_required() and body is None:
                 raise AssertionError(f"{method} {route.path}: add a valid body to BODIES")
-            r = api.client.request(method, url, headers=attacker.headers, json=body)
-            assert r.status_code == 404, f"{method} {url} answered {r.status_code}: {r.text}"
-            assert r.json()["code"] == "not_found"
-            checked.append(f"{method} {route.path}")
+            yield method, route.path, route.path.format(**values), route.path.format(**unknown), body
+
+
+def test_every_route_answers_404_for_another_workspaces_ids(api):
+    attacker, victim = api.tenant("owner"), api.tenant("owner")
+    foreign = _foreign_objects(api, victim)
+    checked = []
+    for method, path, url, _, body in _tenant_routes(api, foreign):
+        r = api.client.request(method, url, headers=attacker.headers, json=body)
+        assert r.status_code == 404, f"{method} {url} answered {r.status_code}: {r.text}"
+        assert r.json()["code"] == "not_found"
+        checked.append(f"{method} {path}")
     assert len(checked) >= 8, checked
 
     # And nothing of the victim's changed.
@@ -112,6 +119,23 @@ def test_every_route_answers_404_for_another_workspaces_ids(api):
         assert s.get(Job, uuid.UUID(foreign["jobs"])).status == "queued"
         assert s.scalar(select(ApiToken.revoked_at).where(ApiToken.id == uuid.UUID(foreign["tokens"]))) is None
         assert s.scalar(select(Membership.role).where(Membership.user_id == uuid.UUID(foreign["members"]))) == "editor"
+
+
+def test_a_low_role_narrow_token_learns_nothing_about_another_workspaces_ids(api):
+    """A viewer with a jobs:read token: for every route, another workspace's id answers exactly what an id that
+    exists nowhere answers (404, or the same 403 a role/scope check gives before any lookup), never success."""
+    attacker, victim = api.tenant("viewer", scopes=["jobs:read"]), api.tenant("owner")
+    foreign = _foreign_objects(api, victim)
+    checked = 0
+    for method, _, url, unknown_url, body in _tenant_routes(api, foreign):
+        r = api.client.request(method, url, headers=attacker.headers, json=body)
+        nobody = api.client.request(method, unknown_url, headers=attacker.headers, json=body)
+        assert r.status_code in (403, 404), f"{method} {url} answered {r.status_code}: {r.text}"
+        assert (r.status_code, r.json()["code"]) == (nobody.status_code, nobody.json()["code"]), (
+            f"{method} {url}: {r.status_code} {r.json()['code']} for a foreign id but "
+            f"{nobody.status_code} {nobody.json()['code']} for an unknown one: the difference leaks existence")
+        checked += 1
+    assert checked >= 8
 
 
 def test_listings_never_show_another_workspaces_rows(api):
