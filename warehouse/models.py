@@ -173,6 +173,8 @@ class Job(TimestampMixin, Base):
             sqlite_where=text("status IN ('queued', 'retrying')"),
         ),
         Index("ix_job_dagster_run_id", "dagster_run_id"),
+        # A subject's jobs (the video or bulk run they work on): retention's "still needed" check, product routes.
+        Index("ix_job_subject", "workspace_id", "subject_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
