@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
+import structlog
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,7 +19,7 @@ from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, wo
 from api.routes import videos
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
-from warehouse.db import make_engine
+from warehouse.db import is_postgres, make_engine
 
 
 def _default_store(settings: Settings) -> ObjectStore:
@@ -65,7 +66,14 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.state.store = store or _default_store(settings)
     metrics = ApiMetrics()
     metrics_url = getattr(settings, "metrics_database_url", None)
-    metrics.add_job_collector(make_engine(metrics_url) if metrics_url else app.state.engine)
+    if metrics_url:
+        metrics.add_job_collector(make_engine(metrics_url))
+    elif not is_postgres(app.state.engine):
+        metrics.add_job_collector(app.state.engine)  # SQLite: no row-level security, the API sees every job
+    else:
+        # The API's role sees one workspace per transaction (RLS): counting through it would report zeros.
+        structlog.get_logger("kiln.metrics").warning(
+            "job_metrics_disabled", reason="set KILN_METRICS_DATABASE_URL to a role in kiln_system")
     app.state.metrics = metrics
 
     install_problem_handlers(app)

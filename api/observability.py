@@ -12,7 +12,7 @@ import time
 import uuid
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
@@ -54,8 +54,16 @@ class ApiMetrics:
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
+        self.job_metrics_enabled = Gauge(
+            "kiln_job_metrics_enabled",
+            "1 when kiln_jobs / kiln_job_transitions are served; 0 when no database role that sees every "
+            "workspace is configured (KILN_METRICS_DATABASE_URL), so job series are absent rather than zero",
+            registry=self.registry,
+        )
+
     def add_job_collector(self, engine: Engine) -> None:
         self.registry.register(JobMetricsCollector(engine))
+        self.job_metrics_enabled.set(1)
 
 
 class JobMetricsCollector(Collector):

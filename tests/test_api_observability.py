@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from fastapi.testclient import TestClient
+
 from api.job_kinds import SelftestPayload, register_job_kind
 from api.observability import redact_secrets
 from tests.test_api_support import api  # noqa: F401 - fixture
@@ -85,3 +87,25 @@ def test_health_and_readiness(api):
     api.app.state.engine = make_engine("sqlite:////nonexistent-dir/kiln.db")
     r = api.client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["database"].startswith("error")
+
+
+def test_job_series_are_absent_not_zero_when_the_api_role_cannot_see_every_workspace(api, db_url):
+    """On PostgreSQL without KILN_METRICS_DATABASE_URL the API's RLS role would count one workspace or none."""
+    from api.main import create_app
+
+    settings = api.settings.model_copy(update={"metrics_database_url": None})
+    app = create_app(settings, store=api.store, configure_logs=False)
+    try:
+        with TestClient(app) as client:
+            api.job(api.tenant())
+            text = client.get("/metrics").text
+    finally:
+        app.state.engine.dispose()
+    if db_url.startswith("sqlite"):
+        assert "kiln_job_metrics_enabled 1.0" in text and "kiln_jobs{" in text
+    else:
+        assert "kiln_job_metrics_enabled 0.0" in text and "kiln_jobs{" not in text
+
+
+def test_job_metrics_are_enabled_with_a_metrics_database(api):
+    assert "kiln_job_metrics_enabled 1.0" in api.client.get("/metrics").text
