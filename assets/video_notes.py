@@ -72,6 +72,10 @@ def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
         if swept:
             context.log.info("removed %d stale scratch folders: %s", len(swept), ", ".join(swept[:10]))
         video = video_of(job)
+        if video.latest_job_id != job.job_id:
+            # A job the API did not create (a backfill or a materialization from the UI): it becomes the
+            # video's current job, so status, progress and the reprocess guard follow it.
+            update_video(job, video.id, latest_job_id=job.job_id)
         existing = outputs_of(job).get("probe.json")
         if existing is not None:
             info = json_of(job, existing)

@@ -98,6 +98,8 @@ def test_a_partition_materialized_without_kiln_tags_reprocesses_the_video_as_a_n
     notes = world.get(f"/v1/videos/{video_id}/notes").json()
     assert notes["job_id"] == second_job and notes["screenshots"]
     assert "screenshots.json" in _artifacts(world, second_job)
+    assert world.get(f"/v1/videos/{video_id}").json()["job_id"] == second_job, (
+        "the video follows the job a backfill created, so status and the reprocess guard see it")
 
 
 def test_a_language_model_that_refuses_gives_extractive_notes_that_say_why(world):
