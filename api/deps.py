@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+import structlog
+from fastapi import BackgroundTasks, Depends, Header, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -58,8 +59,15 @@ RawSession = Annotated[Session, Depends(_request_session, scope="function")]
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
 
 
+def _stamp_token_use(engine: Engine, principal: Principal) -> None:
+    try:
+        record_token_use(engine, principal)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping: never fail or retry a request over it
+        structlog.get_logger("kiln.auth").warning("token_use_not_recorded", error=type(exc).__name__)
+
+
 def _principal(request: Request, session: RawSession, settings: SettingsDep,
-               engine: Annotated[Engine, Depends(get_engine)]) -> Principal:
+               engine: Annotated[Engine, Depends(get_engine)], background: BackgroundTasks) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
@@ -72,7 +80,8 @@ def _principal(request: Request, session: RawSession, settings: SettingsDep,
                          headers=_UNAUTHORIZED_HEADERS) from None
     request.state.workspace_id = str(principal.workspace_id)
     request.state.user_id = str(principal.user_id)
-    record_token_use(engine, principal)
+    # After the response, when this request's connection is back in the pool (see record_token_use).
+    background.add_task(_stamp_token_use, engine, principal)
     return principal
 
 

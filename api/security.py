@@ -215,7 +215,9 @@ def record_token_use(engine: Engine, principal: Principal, *, now: datetime | No
 
     Its own short transaction, not the request's: the row lock an UPDATE takes must not be held
     while a route runs, or concurrent requests with one token would queue behind each other.
-    The UPDATE is conditional, so concurrent requests write once between them.
+    The UPDATE is conditional, so concurrent requests write once between them. Call it after the
+    request has given its connection back (the API runs it as a background task): taking a second
+    pooled connection while holding the first deadlocks the pool under a burst of requests.
     """
     now = now or utcnow()
     cutoff = now - LAST_USED_RESOLUTION

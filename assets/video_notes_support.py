@@ -72,6 +72,10 @@ def _ends_job(job: JobHandle, exc: BaseException) -> bool:
     Failure saying not retryable), a canceled job, or the last attempt failing."""
     if _failure_value(exc, RETRYABLE_KEY) is False:
         return True
+    return _no_attempt_left(job)
+
+
+def _no_attempt_left(job: JobHandle) -> bool:
     try:
         with job.database.tenant_session(job.workspace_id) as session:
             row = session.execute(select(Job.status, Job.attempt, Job.max_attempts)
@@ -206,8 +210,22 @@ def thumbnail_markdown(path: Path, width: int = 320) -> str:
 
 def finish_if_done(job: JobHandle, context: dg.AssetExecutionContext) -> None:
     """Drop the job's scratch folder once both final stages have stored their outputs, or, at the end of a final
-    stage, when a step of this run already failed: the other final stage then never comes in this run."""
+    stage, when a step of this run already failed for good: the other final stage then never comes in this run."""
     outputs = outputs_of(job)
-    failed = bool(context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE))
-    if ("Summary.md" in outputs and "clips.json" in outputs) or failed:
+    if ("Summary.md" in outputs and "clips.json" in outputs) or _failure_ends_job(job, context):
         remove_scratch(job.job_id)
+
+
+def _failure_ends_job(job: JobHandle, context: dg.AssetExecutionContext) -> bool:
+    """Did a step of this run fail in a way no later attempt recovers from? A retryable failure keeps the
+    files for the retry (the source download and the WAV are the expensive part of an attempt)."""
+    failures = context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    if not failures:
+        return False
+    for record in failures:
+        data = record.dagster_event.step_failure_data if record.dagster_event else None
+        metadata = (data.user_failure_data.metadata or {}) if data and data.user_failure_data else {}
+        retryable = metadata.get(RETRYABLE_KEY)
+        if getattr(retryable, "value", retryable) is False:
+            return True
+    return _no_attempt_left(job)

@@ -248,3 +248,29 @@ def test_an_admin_cannot_revoke_an_owners_token_but_an_owner_can_revoke_anyones(
     # Everyone may revoke their own token, an admin included.
     admin_token = _token_row(api, admin.token).id
     assert api.client.delete(f"/v1/tokens/{admin_token}", headers=admin.headers).status_code == 204
+
+
+def test_stamping_a_token_never_needs_a_second_connection(api):
+    """A request holds one pooled connection; the stamp must not wait for another (a burst would deadlock the pool)."""
+    from warehouse.db import make_engine
+
+    original = api.app.state.engine
+    api.app.state.engine = make_engine(api.settings.resolved_database_url, pool_size=1, max_overflow=0, pool_timeout=2)
+    try:
+        t = api.tenant()
+        r = api.client.get("/v1/jobs", headers=t.headers)
+        assert r.status_code == 200, r.text
+        assert _token_row(api, t.token).last_used_at is not None
+    finally:
+        api.app.state.engine.dispose()
+        api.app.state.engine = original
+
+
+def test_a_failed_stamp_never_fails_the_request(api, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("api.deps.record_token_use", broken)
+    t = api.tenant()
+    assert api.client.get("/v1/jobs", headers=t.headers).status_code == 200
+    assert "token_use_not_recorded" in api.log.getvalue()

@@ -77,6 +77,38 @@ def test_runaway_templates_fail_their_document(source, why):
     assert why in caught.value.message
 
 
+@pytest.mark.parametrize("source, why", [
+    # Widths taken from the arguments, not written in the format string.
+    ("{{ '%*s' % (3000000, 'x') }}", "width"),
+    ("{{ '%*s'|format(3000000, 'x') }}", "width"),
+    ("{{ '{:{}}'.format('x', 3000000) }}", "width"),
+    ("{{ '{:{w}}'.format_map({'w': 3000000}) }}", "width"),
+    # Quadratic growth through replace, as a filter and as a method.
+    ("{{ ('x' * 5000)|replace('x', 'y' * 5000) }}", "Replacing"),
+    ("{{ ('x' * 5000).replace('x', 'y' * 5000) }}", "Replacing"),
+    ("{{ lipsum(20000) }}", "lipsum"),
+])
+def test_size_bombs_that_bypass_the_loop_budget_fail_their_document(source, why):
+    with pytest.raises(RenderFailed) as caught:
+        render_docx(unchecked(tpl(source)), {})
+    assert why in caught.value.message
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("{{ '%*s' % (5, 'x') }}|", "    x|"),
+    ("{{ '%d'|format(5000000) }}", "5000000"),  # big numbers are fine as values, only not as widths
+    ("{{ '{:>{}}'.format('x', 3) }}|", "  x|"),
+    ("{{ 'abc'|replace('b', 'xyz') }}", "axyzc"),
+    ("{{ 'a-b-c'.replace('-', '+') }}", "a+b+c"),
+])
+def test_ordinary_formatting_and_replacing_still_work(source, expected):
+    assert expected in body_text(render_docx(unchecked(tpl(source)), {}))
+
+
+def test_a_few_paragraphs_of_lipsum_still_work():
+    assert "<w:t" in body_text(render_docx(unchecked(tpl("{{ lipsum(2, html=False) }}")), {}))
+
+
 def test_loop_budget_counts_every_loop_of_one_document_and_resets_for_the_next(monkeypatch):
     monkeypatch.setattr(jinja_env, "MAX_LOOP_ITERATIONS", 10)
     template = prepare_template(tpl("{% for i in items %}{{ i }}{% endfor %}", "{% for i in items %}{{ i }}{% endfor %}"))

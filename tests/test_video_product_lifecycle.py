@@ -149,6 +149,23 @@ def test_a_retryable_failure_keeps_scratch_for_the_retry_and_the_last_attempt_re
     assert not folder.exists(), "the last attempt's failure removes the job's working files"
 
 
+def test_a_retryable_failure_of_one_final_stage_keeps_scratch_when_the_other_finishes(world, monkeypatch):
+    # Clips fail for a passing reason (retryable) while the summary, the other final stage, runs after them and
+    # finishes in the same run: its end-of-stage cleanup must leave the files to the retry.
+    from pipelines.errors import RetryableError
+
+    def flaky_cut(*args, **kwargs):
+        raise RetryableError("the disk was briefly full")
+
+    monkeypatch.setattr("assets.video_notes.cut_clip", flaky_cut)
+    r = world.upload(PUBLIC / "audio/jfk.flac")
+    result = world.daemon_cycle()
+    assert not result.success
+    assert result.is_node_success("video_summary"), "the other final stage finished in the same run"
+    assert world.get(f"/v1/videos/{r.json()['id']}").json()["status"] == "retrying"
+    assert (scratch_root() / r.json()["job_id"] / "audio.wav").is_file(), "kept for the retry"
+
+
 def test_a_job_canceled_while_it_transcribes_leaves_no_scratch_files(world):
     original = world.resources["transcriber"]
     r = world.upload(PUBLIC / "audio/jfk.flac")

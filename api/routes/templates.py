@@ -251,7 +251,8 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
     template_id = uuid.uuid4()
     release_connection(session)
     artifact_id, upload, data = await _receive_docx(request, store, settings, principal.workspace_id, template_id)
-    name = (upload.fields.get("name") or PurePath(sanitize_filename(upload.filename or "")).stem or "template")[:255]
+    name = (upload.fields.get("name")
+            or PurePath(sanitize_filename(upload.filename or "", default="template")).stem or "template")[:255]
 
     def _create() -> TemplateOut:
         if _CONTROL_CHARS.search(name):  # PostgreSQL refuses NUL in text; the others break listings

@@ -224,13 +224,14 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, req
     return _existing_video(session, store, settings, request, principal, upload, artifact_id, duplicate), False
 
 
-def _discard_upload(session: Session, store: ObjectStore, key: str) -> None:
+def _discard_upload(session: Session, store: ObjectStore, workspace_id: uuid.UUID, key: str) -> None:
     """After a failed upload request: roll back, then delete the bytes unless a committed row points at them.
     The key is fresh, so normally none does; asking the database, rather than assuming, keeps the file whenever
     it cannot tell (a commit whose answer was lost). Best effort: the request's own error is the one to report."""
     try:
         session.rollback()
-        referenced = session.scalar(select(Artifact.id).where(Artifact.storage_key == key)) is not None
+        referenced = session.scalar(select(Artifact.id).where(Artifact.workspace_id == workspace_id,
+                                                              Artifact.storage_key == key)) is not None
     except Exception:  # noqa: BLE001 - best effort: never hide the request's own error
         _log.warning("upload_cleanup_failed", key=key, exc_info=True)
         return
@@ -280,7 +281,7 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
     except BaseException:
         if not committed:
             with anyio.CancelScope(shield=True):  # a client that went away still must not leave the bytes behind
-                await anyio.to_thread.run_sync(_discard_upload, session, store, upload.key)
+                await anyio.to_thread.run_sync(_discard_upload, session, store, principal.workspace_id, upload.key)
         raise
     return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200)
 

@@ -39,6 +39,7 @@ MAX_POWER_BITS = 4096
 MAX_OUTPUT_CHARS = 64 * 1024 * 1024
 _LOOP_FILTER = "kiln_bounded_loop"
 _PADDING_METHODS = frozenset(("center", "ljust", "rjust", "zfill", "expandtabs"))
+_NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")  # '{:{}}': a width taken from the arguments
 _WIDE_FORMAT = re.compile(r"%[-#0 +]*\d{7,}|\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")  # a width of a million or more
 
 
@@ -88,9 +89,28 @@ def _check_width(width: Any) -> None:
         raise SecurityError(f"Padding to a width over {MAX_REPEAT:,} is not allowed in a template.")
 
 
-def _check_format(fmt: Any) -> None:
-    if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
+def _check_format(fmt: Any, args: Any = ()) -> None:
+    """Literal widths in the format string, and widths taken from the arguments (``%*s``, ``{:{}}``)."""
+    if not isinstance(fmt, str):
+        return
+    if _WIDE_FORMAT.search(fmt):
         raise SecurityError(f"Format widths over {MAX_REPEAT:,} are not allowed in a template.")
+    if "*" in fmt or _NESTED_SPEC.search(fmt):
+        values = args.values() if isinstance(args, dict) else args if isinstance(args, (tuple, list)) else (args,)
+        for value in values:
+            _check_width(value)
+
+
+def _check_replace(text: Any, args: tuple) -> None:
+    if not isinstance(text, str) or len(args) < 2 or not isinstance(args[0], str) or not isinstance(args[1], str):
+        return
+    old, new = args[0], args[1]
+    count = args[2] if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0 else None
+    hits = text.count(old) if old else len(text) + 1
+    if count is not None:
+        hits = min(hits, count)
+    if len(text) + hits * (len(new) - len(old)) > MAX_REPEAT:
+        raise SecurityError(f"Replacing would produce more than {MAX_REPEAT:,} characters.")
 
 
 def _bounded_filters(filters: dict) -> None:
@@ -105,10 +125,25 @@ def _bounded_filters(filters: dict) -> None:
         return indent(s, width, first, blank)
 
     def do_format(value, *args, **kwargs):
-        _check_format(value)
+        _check_format(value, kwargs or args)
         return format_(value, *args, **kwargs)
 
-    filters.update(center=do_center, indent=do_indent, format=do_format)
+    replace = filters["replace"]
+
+    @jinja2.pass_eval_context
+    def do_replace(eval_ctx, s, old, new, count=None):
+        _check_replace(str(s), (str(old), str(new)) + (() if count is None else (count,)))
+        return replace(eval_ctx, s, old, new, count)
+
+    filters.update(center=do_center, indent=do_indent, format=do_format, replace=do_replace)
+
+
+def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
+    if not all(isinstance(v, int) for v in (n, min, max)) or n > 100 or max > 1000 or min > max:
+        raise SecurityError("lipsum() is limited to 100 paragraphs of at most 1,000 words.")
+    from jinja2.utils import generate_lorem_ipsum
+
+    return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
 
 
 def _bounded_concat(chunks: Iterable[str]) -> str:
@@ -137,6 +172,7 @@ class DocumentEnvironment(ImmutableSandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(autoescape=True)
         self.globals["range"] = _bounded_range
+        self.globals["lipsum"] = _bounded_lipsum
         self.filters[_LOOP_FILTER] = _bounded_loop
         _bounded_filters(self.filters)
         self._compiled: dict[str, jinja2.Template] = {}
@@ -151,19 +187,32 @@ class DocumentEnvironment(ImmutableSandboxedEnvironment):
             if max(abs(left).bit_length(), 1) * right > MAX_POWER_BITS and abs(left) > 1:
                 raise SecurityError("The number computed with '**' is too large.")
         elif operator == "%":
-            _check_format(left)
+            _check_format(left, right)
         return super().call_binop(context, operator, left, right)
 
     def call(self, context, obj, /, *args, **kwargs):
-        if isinstance(getattr(obj, "__self__", None), str) and getattr(obj, "__name__", "") in _PADDING_METHODS:
-            _check_width(args[0] if args else None)
+        if isinstance(getattr(obj, "__self__", None), str):
+            method = getattr(obj, "__name__", "")
+            if method in _PADDING_METHODS:
+                _check_width(args[0] if args else None)
+            elif method == "replace":
+                _check_replace(obj.__self__, args)
         return super().call(context, obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any):
+        # str.format / format_map are swapped for the sandbox's formatter at attribute access, so
+        # ``call`` never sees them: the argument check (widths like '{:{}}') wraps that formatter.
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_format(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        fmt, is_format_map = value.__self__, value.__name__ == "format_map"
+        _check_format(fmt)
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_format(fmt, (args[0] if args else {}) if is_format_map else (*args, *kwargs.values()))
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def _generate(self, source: nodes.Template, name, filename, defer_init: bool = False) -> str:
         # Jinja's documented hook between parsing and code generation: every loop's iterable goes
