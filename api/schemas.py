@@ -27,8 +27,12 @@ def _to_utc(value: datetime) -> datetime:
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def has_control_chars(value: str) -> bool:
+    return _CONTROL_CHARS.search(value) is not None
+
+
 def _no_control_chars(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
+    if has_control_chars(value):
         raise ValueError("control characters (such as NUL) are not allowed")
     return value
 

@@ -9,7 +9,6 @@ non-.docx upload is refused (typed 4xx from ``validate_docx``), and then nothing
 from __future__ import annotations
 
 import io
-import re
 import threading
 import uuid
 from pathlib import PurePath
@@ -26,7 +25,7 @@ from sqlalchemy.orm import Session
 from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
 from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
-from api.schemas import UtcDatetime
+from api.schemas import UtcDatetime, has_control_chars
 from api.uploads import stream_upload_to_store
 from pipelines.documents.fields import TemplateAnalysis, analyze_template
 from pipelines.documents.render import PreparedTemplate, prepare_template, render_docx
@@ -205,7 +204,6 @@ def _add_version(session: Session, store: ObjectStore, settings: Settings, templ
 
 
 _VERSION_ATTEMPTS = 5
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _insert_version(session: Session, template: Template, artifact_id, upload, analysis,
@@ -255,7 +253,7 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
             or PurePath(sanitize_filename(upload.filename or "", default="template")).stem or "template")[:255]
 
     def _create() -> TemplateOut:
-        if _CONTROL_CHARS.search(name):  # PostgreSQL refuses NUL in text; the others break listings
+        if has_control_chars(name):  # PostgreSQL refuses NUL in text; the others break listings
             raise ApiProblem(422, "invalid_characters", "The template name holds control characters.")
         template = Template(id=template_id, workspace_id=principal.workspace_id, name=name, latest_version=0,
                             created_by=principal.user_id)
