@@ -212,11 +212,17 @@ class Transcriber(dg.ConfigurableResource):
             is_last = position + self.window_seconds >= total_s - 0.05
             audio = _read_window(wav_path, position, self.window_seconds)
             windows.append([_round(position), _round(position + audio.size / SAMPLE_RATE)])
+            # VAD is applied here, not by faster-whisper's vad_filter: that one concatenates the speech chunks, and
+            # the decoder's timestamps near a join are then mapped into the wrong chunk (measured on example.mp4: the
+            # "banana" said at 40 s came back at 17 s, before a 22 s silence). Decoding the original audio only inside
+            # speech clips keeps every timestamp on the real clock.
+            clips = speech_clips(audio) if cfg["vad"] else [(0.0, audio.size / SAMPLE_RATE)]
             pieces, info = model.transcribe(
                 audio,
                 language=language,
                 beam_size=cfg["beam_size"],
-                vad_filter=cfg["vad"],
+                vad_filter=False,
+                clip_timestamps=[t for clip in clips for t in clip] or [0.0, 0.0],
                 word_timestamps=True,
                 condition_on_previous_text=False,
                 max_new_tokens=self.max_new_tokens,
@@ -226,7 +232,7 @@ class Transcriber(dg.ConfigurableResource):
             del audio
             if language is None:
                 language, language_probability = info.language, _round(info.language_probability, 4)
-            after_vad += float(info.duration_after_vad or 0.0)
+            after_vad += sum(end - start for start, end in clips)
             next_position = position + self.window_seconds
             kept_end: float | None = None
             for piece in pieces:
@@ -247,7 +253,7 @@ class Transcriber(dg.ConfigurableResource):
             "compute_type": cfg["compute_type"],
             "cpu_threads": cfg["cpu_threads"],
             "beam_size": cfg["beam_size"],
-            "vad_filter": cfg["vad"],
+            "vad_filter": cfg["vad"],  # silero VAD, decoded in place through clip_timestamps (see speech_clips)
             "word_timestamps": True,
             "condition_on_previous_text": False,
             "max_new_tokens": self.max_new_tokens,
@@ -267,6 +273,25 @@ class Transcriber(dg.ConfigurableResource):
             duration_after_vad=round(after_vad, 3),
             processing_seconds=round(time.perf_counter() - started, 3),
         )
+
+
+# Speech chunks closer than one decoding window are decoded together (the silence between them is real time, so
+# their timestamps stay true), so short pauses cost no extra 30 s encoder pass; longer silences are skipped.
+CLIP_PACK_SECONDS = 30.0
+
+
+def speech_clips(audio: Any) -> list[tuple[float, float]]:
+    """Seconds ``(start, end)`` of the speech in a 16 kHz window (silero VAD), packed into clips of up to 30 s."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    clips: list[tuple[float, float]] = []
+    for chunk in get_speech_timestamps(audio, VadOptions()):
+        start, end = chunk["start"] / SAMPLE_RATE, chunk["end"] / SAMPLE_RATE
+        if clips and end - clips[-1][0] <= CLIP_PACK_SECONDS:
+            clips[-1] = (clips[-1][0], end)
+        else:
+            clips.append((start, end))
+    return [(_round(start), _round(end)) for start, end in clips]
 
 
 def _segment(index: int, piece: Any, offset: float, total_s: float) -> Segment:

@@ -125,3 +125,15 @@ def test_long_audio_in_windows_keeps_every_word(transcriber, corpus_dir, tmp_pat
     assert len(windows) >= 2 and windows[0][0] == 0.0 and windows[-1][1] == pytest.approx(11.0, abs=0.01)
     coverage = transcript_coverage(windowed, probed_duration_s=11.0, probed_audio_s=11.0, decoded_audio_s=track.duration_s)
     assert coverage.passed, coverage.problems
+
+
+def test_speech_clips_pack_close_chunks_and_skip_long_silences(monkeypatch):
+    """Chunks within one 30 s window decode together; a long silence starts a new clip (true timestamps)."""
+    import faster_whisper.vad as vad
+
+    from resources.transcriber import speech_clips
+
+    chunks = [(0.0, 10.0), (12.0, 20.0), (25.0, 29.5), (50.0, 55.0), (95.0, 96.0)]
+    monkeypatch.setattr(vad, "get_speech_timestamps",
+                        lambda audio, options: [{"start": int(a * 16000), "end": int(b * 16000)} for a, b in chunks])
+    assert speech_clips(object()) == [(0.0, 29.5), (50.0, 55.0), (95.0, 96.0)]
