@@ -175,3 +175,10 @@ def test_head_in_s3_mode_answers_here_instead_of_redirecting(api):
     head = api.client.head(link, follow_redirects=False)
     assert head.status_code == 200 and head.headers["content-length"] == str(len(DATA))
     assert api.client.get(link, follow_redirects=False).status_code == 307
+
+
+def test_log_redaction_hides_the_signature_of_a_token_bound_link():
+    from resources.logs import redact_secrets
+
+    out = redact_secrets(None, "info", {"event": f"GET /v1/downloads/{_TOKEN}"})
+    assert _TOKEN.rsplit(".", 1)[1] not in out["event"] and "[REDACTED]" in out["event"]
