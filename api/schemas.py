@@ -76,19 +76,67 @@ class WorkspaceOut(_Out):
 
 
 class MemberOut(_Out):
-    user_id: uuid.UUID
+    """A member, or (status ``invited``) a pending invitation: then only the email as the inviter typed it,
+    with no user id or name, whether or not someone already has an account with that address."""
+
+    user_id: uuid.UUID | None = Field(default=None, description="Null while the invitation is pending")
     email: str
     display_name: str | None = None
     role: Role
+    status: Literal["active", "invited"] = "active"
+    invitation_id: uuid.UUID | None = Field(default=None, description="Set for a pending invitation")
+    expires_at: UtcDatetime | None = Field(default=None, description="When a pending invitation lapses")
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
 
 class MemberCreate(BaseModel):
+    """Invite ``email``: answered with an invitation, never with what Kiln knows about the address."""
+
     model_config = ConfigDict(extra="forbid")
     email: Email
     role: Role = "viewer"
-    display_name: PlainText | None = Field(default=None, max_length=200)
+    display_name: PlainText | None = Field(
+        default=None, max_length=200, description="Used only if accepting creates a new user")
+
+
+InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]
+
+
+class InvitationOut(_Out):
+    id: uuid.UUID
+    email: str = Field(description="The address as typed (normalized to lower case)")
+    display_name: str | None = None
+    role: Role
+    status: InvitationStatus
+    expires_at: UtcDatetime
+    accepted_at: UtcDatetime | None = None
+    revoked_at: UtcDatetime | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class InvitationCreated(InvitationOut):
+    token: str = Field(description="The acceptance secret; shown once. Give it to the invitee, who sends it to "
+                       "POST /v1/invitations/accept")
+
+
+INVITATION_TOKEN_PATTERN = r"^kiln_inv_[A-Za-z0-9_-]{43}$"
+
+
+class InvitationAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(pattern=INVITATION_TOKEN_PATTERN, max_length=60)
+
+
+class InvitationAccepted(BaseModel):
+    workspace_id: uuid.UUID
+    workspace_name: str
+    workspace_slug: str
+    user_id: uuid.UUID
+    role: Role
+    token: str = Field(description="A new API token of this member in this workspace; shown once")
+    token_id: uuid.UUID
 
 
 class MemberUpdate(BaseModel):

@@ -74,7 +74,7 @@ def _key(secret_key: str | None) -> str:
     return get_settings().secret_key.get_secret_value()
 
 
-def _as_aware(value: datetime | None) -> datetime | None:
+def as_aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -161,8 +161,8 @@ def _lookup(session: Session, prefix: str) -> _TokenRow | None:
         user_id=uuid.UUID(str(row.user_id)),
         secret_hash=row.secret_hash,
         scopes=list(scopes or []),
-        expires_at=_as_aware(row.expires_at),
-        revoked_at=_as_aware(row.revoked_at),
+        expires_at=as_aware(row.expires_at),
+        revoked_at=as_aware(row.revoked_at),
     )
 
 
@@ -205,7 +205,7 @@ def authenticate(session: Session, raw_token: str, *, secret_key: str | None = N
         user_id=row.user_id,
         role=member.role,
         scopes=frozenset(row.scopes),
-        last_used_at=_as_aware(member.last_used_at),
+        last_used_at=as_aware(member.last_used_at),
         expires_at=row.expires_at,
     )
 

@@ -1,6 +1,7 @@
 """The answers of the video notes API: videos with their newest job, and the notes a job made.
 
-Every file is a signed download link (``available_download_url``): null once retention removed it.
+Every file is a signed download link (``api.links.LinkMinter.url``): null once retention removed it, and null
+in every field when the caller's token lacks ``artifacts:read``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.pagination import Page
-from api.routes.artifacts import available_download_url
+from api.links import LinkMinter
 from api.schemas import JobStatus, UtcDatetime
 from pipelines.errors import ObjectMissing
 from resources.objectstore import ObjectStore
-from resources.settings import Settings
 from warehouse.models import Artifact, Job
 from warehouse.video_notes import (
     JOB_KIND,
@@ -83,7 +83,8 @@ class HighlightOut(BaseModel):
 class ScreenshotOut(BaseModel):
     time_s: float
     reason: str
-    screenshot_url: str = Field(description="A signed download link to the JPEG")
+    screenshot_url: str | None = Field(description="A signed download link to the JPEG (null when the token "
+                                       "lacks artifacts:read)")
 
 
 class NotesOut(BaseModel):
@@ -119,7 +120,7 @@ def _newest_jobs(session: Session, workspace_id: uuid.UUID, video_ids: set[uuid.
     return {job.subject_id: job for job in newest}
 
 
-def videos_out(session: Session, settings: Settings, videos: list[VideoAsset],
+def videos_out(session: Session, links: LinkMinter, videos: list[VideoAsset],
                jobs: dict[uuid.UUID, Job] | None = None) -> list[VideoOut]:
     """The answers for ``videos`` (one workspace's) in two queries, whatever their number: the newest jobs
     (unless ``jobs`` gives them by video id) and the uploaded files."""
@@ -130,14 +131,14 @@ def videos_out(session: Session, settings: Settings, videos: list[VideoAsset],
         jobs = _newest_jobs(session, workspace_id, {v.id for v in videos})
     sources = {a.id: a for a in session.scalars(select(Artifact).where(
         Artifact.workspace_id == workspace_id, Artifact.id.in_({v.input_artifact_id for v in videos})))}
-    return [_video_out(settings, v, jobs.get(v.id), sources.get(v.input_artifact_id)) for v in videos]
+    return [_video_out(links, v, jobs.get(v.id), sources.get(v.input_artifact_id)) for v in videos]
 
 
-def video_out(session: Session, settings: Settings, video: VideoAsset, job: Job | None = None) -> VideoOut:
-    return videos_out(session, settings, [video], {video.id: job} if job is not None else None)[0]
+def video_out(session: Session, links: LinkMinter, video: VideoAsset, job: Job | None = None) -> VideoOut:
+    return videos_out(session, links, [video], {video.id: job} if job is not None else None)[0]
 
 
-def _video_out(settings: Settings, video: VideoAsset, job: Job | None, source: Artifact | None) -> VideoOut:
+def _video_out(links: LinkMinter, video: VideoAsset, job: Job | None, source: Artifact | None) -> VideoOut:
     media = video.media or {}
     return VideoOut(
         id=video.id, job_id=job.id if job else None, status=job.status if job else None,
@@ -146,11 +147,11 @@ def _video_out(settings: Settings, video: VideoAsset, job: Job | None, source: A
         size_bytes=video.size_bytes, sha256=video.sha256,
         duration_s=video.duration_ms / 1000 if video.duration_ms is not None else None,
         container=media.get("container"), streams=list(media.get("streams") or []), language=video.language,
-        source_url=available_download_url(settings, source), created_at=video.created_at, updated_at=video.updated_at,
+        source_url=links.url(source), created_at=video.created_at, updated_at=video.updated_at,
     )
 
 
-def notes_out(session: Session, store: ObjectStore, settings: Settings, video: VideoAsset, job: Job) -> NotesOut:
+def notes_out(session: Session, store: ObjectStore, links: LinkMinter, video: VideoAsset, job: Job) -> NotesOut:
     """The notes ``job`` (a succeeded one) made of ``video``, every file as a signed link."""
     outputs = job_outputs(session, video.workspace_id, job.id)
     by_id = {a.id: a for a in outputs.values()}
@@ -160,8 +161,8 @@ def notes_out(session: Session, store: ObjectStore, settings: Settings, video: V
     rows = highlights_of_job(session, video.workspace_id, job.id)
     highlights = [
         HighlightOut(rank=h.rank, start=h.start_ms / 1000, end=h.end_ms / 1000, title=h.title, score=h.score,
-                     text=h.text, screenshot_url=available_download_url(settings, by_id.get(h.screenshot_artifact_id)),
-                     clip_url=available_download_url(settings, by_id.get(h.clip_artifact_id)),
+                     text=h.text, screenshot_url=links.url(by_id.get(h.screenshot_artifact_id)),
+                     clip_url=links.url(by_id.get(h.clip_artifact_id)),
                      clip_start=h.clip_start_ms / 1000 if h.clip_start_ms is not None else None,
                      clip_end=h.clip_end_ms / 1000 if h.clip_end_ms is not None else None)
         for h in rows
@@ -172,12 +173,12 @@ def notes_out(session: Session, store: ObjectStore, settings: Settings, video: V
         summary_markdown=summary, summary_method=method,
         segments=[SegmentOut(id=s["id"], start=s["start"], end=s["end"], text=s["text"])
                   for s in transcript.get("segments", [])],
-        highlights=highlights, screenshots=_screenshots(store, settings, outputs, rows),
-        **{field: available_download_url(settings, outputs.get(name)) for field, name in _OUTPUT_LINKS.items()},
+        highlights=highlights, screenshots=_screenshots(store, links, outputs, rows),
+        **{field: links.url(outputs.get(name)) for field, name in _OUTPUT_LINKS.items()},
     )
 
 
-def _screenshots(store: ObjectStore, settings: Settings, outputs: dict[str, Artifact],
+def _screenshots(store: ObjectStore, links: LinkMinter, outputs: dict[str, Artifact],
                  highlights: list[Highlight]) -> list[ScreenshotOut]:
     """From screenshots.json (exact frame times, every reason) while it is kept; else from the JPEGs' own rows,
     which outlive it: the time their name gives (a highlight's exact frame time), reason highlight or scene_change."""
@@ -188,8 +189,9 @@ def _screenshots(store: ObjectStore, settings: Settings, outputs: dict[str, Arti
         except ObjectMissing:
             pass
         else:
-            return [ScreenshotOut(time_s=s["actual_s"], reason=s.get("reason", ""), screenshot_url=url) for s in shots
-                    if (url := available_download_url(settings, by_id.get(uuid.UUID(s["artifact_id"])))) is not None]
+            kept = [(s, by_id.get(uuid.UUID(s["artifact_id"]))) for s in shots]
+            return [ScreenshotOut(time_s=s["actual_s"], reason=s.get("reason", ""), screenshot_url=links.url(a))
+                    for s, a in kept if a is not None and a.status == "available"]
     at_highlight = {h.screenshot_artifact_id: h.screenshot_ms for h in highlights if h.screenshot_artifact_id}
     screenshots = []
     for artifact in outputs.values():
@@ -200,5 +202,5 @@ def _screenshots(store: ObjectStore, settings: Settings, outputs: dict[str, Arti
         screenshots.append(ScreenshotOut(
             time_s=(ms if ms is not None else int(name.group(1))) / 1000,
             reason="highlight" if artifact.id in at_highlight else "scene_change",
-            screenshot_url=available_download_url(settings, artifact)))
+            screenshot_url=links.url(artifact)))
     return sorted(screenshots, key=lambda shot: shot.time_s)

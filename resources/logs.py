@@ -20,7 +20,8 @@ import structlog
 
 _TOKEN_IN_TEXT = re.compile(r"kiln_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
 # A signed download link is a credential too (api/signing.py): keep its signature out of logs.
-_SIGNED_LINK_IN_TEXT = re.compile(r"([0-9a-f]{32}\.[0-9a-f]{32}\.[0-9]{1,12}\.)[A-Za-z0-9_-]{43}")
+# Both spellings: <artifact>.<workspace>.<token>.<expires>.<sig> and the older one without the token id.
+_SIGNED_LINK_IN_TEXT = re.compile(r"([0-9a-f]{32}\.[0-9a-f]{32}\.(?:[0-9a-f]{32}\.)?[0-9]{1,12}\.)[A-Za-z0-9_-]{43}")
 _BEARER_IN_TEXT = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _SECRET_KEYS = re.compile(r"(?i)(token|secret|password|passwd|authorization|api[_-]?key|cookie|credential)")
 REDACTED = "[REDACTED]"

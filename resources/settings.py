@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=100 * 1024**2, gt=0)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    # -- API access: membership invitations (api/routes/invitations.py) --
+    # How long an invitation's acceptance token works, and how many may be pending per workspace.
+    invitation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    max_pending_invitations: int = Field(default=1000, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
     # Engine for /metrics job counts; on PostgreSQL a kiln_system role sees every tenant (default: the API's URL).

@@ -148,8 +148,12 @@ def test_member_management_and_audit(api):
     owner = api.tenant()
     r = api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": "Ann@Example.test", "role": "editor"})
     assert r.status_code == 201, r.text
-    user_id = r.json()["user_id"]
-    assert r.json()["email"] == "ann@example.test"
+    assert r.json()["email"] == "ann@example.test" and r.json()["status"] == "pending"
+    assert api.client.post("/v1/workspace/members", headers=owner.headers,
+                           json={"email": "ann@example.test"}).json()["code"] == "invitation_pending"
+    accepted = api.client.post("/v1/invitations/accept", json={"token": r.json()["token"]})
+    assert accepted.status_code == 201, accepted.text
+    user_id = accepted.json()["user_id"]
     assert api.client.post("/v1/workspace/members", headers=owner.headers,
                            json={"email": "ann@example.test"}).json()["code"] == "already_member"
     r = api.client.patch(f"/v1/workspace/members/{user_id}", headers=owner.headers, json={"role": "admin"})
@@ -162,17 +166,19 @@ def test_member_management_and_audit(api):
     assert api.client.delete(f"/v1/workspace/members/{user_id}", headers=owner.headers).status_code == 204
     with system_session(api.system) as s:
         actions = [a.action for a in s.query(AuditLog).filter_by(workspace_id=owner.workspace_id).order_by(AuditLog.id)]
-    assert actions == ["member.add", "member.role_change", "member.remove"]
+    assert actions == ["member.invite", "member.add", "member.role_change", "member.remove"]
 
 
-def test_a_user_in_two_workspaces_is_added_by_email(api):
+def test_a_user_in_two_workspaces_joins_by_invitation_as_the_same_user(api):
     a, b = api.tenant(), api.tenant()
     with system_session(api.system) as s:
         from warehouse.models import AppUser
 
         email = s.get(AppUser, b.user_id).email
     r = api.client.post("/v1/workspace/members", headers=a.headers, json={"email": email, "role": "viewer"})
-    assert r.status_code == 201 and r.json()["user_id"] == str(b.user_id)
+    assert r.status_code == 201 and "user_id" not in r.json()  # nothing about the existing account
+    accepted = api.client.post("/v1/invitations/accept", json={"token": r.json()["token"]}).json()
+    assert accepted["user_id"] == str(b.user_id) and accepted["workspace_id"] == str(a.workspace_id)
 
 
 def test_production_refuses_the_default_secret():

@@ -76,14 +76,15 @@ def test_tampered_links_are_403_link_invalid(api):
     t = api.tenant()
     link = _link(api, t, api.artifact(t, DATA))
     token = link.rsplit("/", 1)[1]
-    artifact_hex, ws_hex, expires, signature = token.split(".")
+    artifact_hex, ws_hex, token_hex, expires, signature = token.split(".")
     other = api.tenant()
     other_artifact = api.artifact(other, b"secret of another tenant")
     tampered = [
-        f"{artifact_hex}.{ws_hex}.{int(expires) + 3600}.{signature}",  # extended expiry
-        f"{uuid.UUID(str(other_artifact)).hex}.{ws_hex}.{expires}.{signature}",  # other artifact
-        f"{artifact_hex}.{other.workspace_id.hex}.{expires}.{signature}",  # other workspace
-        f"{artifact_hex}.{ws_hex}.{expires}.{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}",
+        f"{artifact_hex}.{ws_hex}.{token_hex}.{int(expires) + 3600}.{signature}",  # extended expiry
+        f"{uuid.UUID(str(other_artifact)).hex}.{ws_hex}.{token_hex}.{expires}.{signature}",  # other artifact
+        f"{artifact_hex}.{other.workspace_id.hex}.{token_hex}.{expires}.{signature}",  # other workspace
+        f"{artifact_hex}.{ws_hex}.{uuid.uuid4().hex}.{expires}.{signature}",  # other issuing token
+        f"{artifact_hex}.{ws_hex}.{token_hex}.{expires}.{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}",
         "garbage",
     ]
     for bad in tampered:
@@ -92,14 +93,14 @@ def test_tampered_links_are_403_link_invalid(api):
         assert r.json()["code"] == "link_invalid"
     # Signed with another key (a different deployment) is just as invalid.
     forged = sign_download("another-secret-of-sufficient-length-000", uuid.UUID(hex=artifact_hex),
-                           uuid.UUID(hex=ws_hex), utcnow() + timedelta(hours=1))
+                           uuid.UUID(hex=ws_hex), uuid.UUID(hex=token_hex), utcnow() + timedelta(hours=1))
     assert api.client.get(f"/v1/downloads/{forged}").json()["code"] == "link_invalid"
 
 
 def test_expired_link_is_403_link_expired(api):
     t = api.tenant()
     artifact_id = api.artifact(t, DATA)
-    expired = sign_download(SECRET, artifact_id, t.workspace_id, utcnow() - timedelta(seconds=1))
+    expired = sign_download(SECRET, artifact_id, t.workspace_id, t.token_id, utcnow() - timedelta(seconds=1))
     r = api.client.get(f"/v1/downloads/{expired}")
     assert r.status_code == 403 and r.json()["code"] == "link_expired"
 

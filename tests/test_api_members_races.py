@@ -1,4 +1,5 @@
-"""Member changes that race each other: the last-owner rule and adding one email twice at once.
+"""Member changes that race each other: the last-owner rule, inviting one email twice at once, accepting one
+invitation twice at once, and a new user created by a concurrent acceptance.
 
 Each race is replayed deterministically: a second transaction (as another request would) changes
 the data exactly when the request is about to act, and the outcome must still keep the rules.
@@ -12,12 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy import Connection, event, func, select, text, update
 
-from api.routes import workspaces
+from api.routes import invitations
 from tests.test_api_support import api  # noqa: F401 - fixture
 from warehouse.db import is_postgres, system_session
-from warehouse.models import AppUser, Membership
+from warehouse.models import AppUser, Invitation, Membership
 
 # How long a helper waits for the request to block on a row lock before giving up (then the
 # request has not locked anything, and the assertions on the outcome fail).
@@ -42,8 +43,13 @@ def _wait_until_blocked(engine, backend_pid: int) -> None:
             conn.commit()
 
 
+def _claims_an_invitation(statement: str) -> bool:
+    return " ".join(statement.split()).upper().startswith("UPDATE INVITATION")
+
+
 @contextmanager
-def _rival_commits_as_the_request_acts(api, change: Callable[[Connection], None]) -> Iterator[list[str]]:
+def _rival_commits_as_the_request_acts(api, change: Callable[[Connection], None],
+                                       acts: Callable[[str], bool] = _acts_on_memberships) -> Iterator[list[str]]:
     """Run ``change`` in another transaction that commits right as the request reaches its first
     membership lock or write; yields a list that names the point it fired at.
 
@@ -61,7 +67,7 @@ def _rival_commits_as_the_request_acts(api, change: Callable[[Connection], None]
     helpers: list[threading.Thread] = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
-        if fired or not _acts_on_memberships(statement):
+        if fired or not acts(statement):
             return
         fired.append(statement)
         if postgres:
@@ -112,24 +118,31 @@ def test_two_owners_leaving_at_once_leave_one_owner(api, action):
     assert _owners(api, a.workspace_id) == {b.user_id}
 
 
+def _invite(api, owner, email: str, role: str = "editor") -> dict:
+    r = api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": email, "role": role})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
 def test_a_new_email_created_by_a_concurrent_request_is_reused(api, monkeypatch):
-    """Two requests add the same new email: the loser's INSERT hits the unique email and must
-    use the winner's user instead of failing."""
+    """Two acceptances create the same new user (invitations of one address to two workspaces): the loser's
+    INSERT hits the unique email and must use the winner's user instead of failing."""
     owner = api.tenant()
     email = f"{uuid.uuid4().hex[:10]}@example.test"
+    invitation = _invite(api, owner, email)
     with system_session(api.system) as s:  # the winning request's user, committed
         winner = AppUser(email=email)
         s.add(winner)
         s.flush()
         winner_id = winner.id
-    real_find, calls = workspaces._find_user_id, []
+    real_find, calls = invitations.find_user_id, []
 
     def find_after_the_race(session, address):
         calls.append(address)
         return None if len(calls) == 1 else real_find(session, address)  # looked before the winner committed
 
-    monkeypatch.setattr(workspaces, "_find_user_id", find_after_the_race)
-    r = api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": email, "role": "editor"})
+    monkeypatch.setattr(invitations, "find_user_id", find_after_the_race)
+    r = api.client.post("/v1/invitations/accept", json={"token": invitation["token"]})
     assert r.status_code == 201, r.text
     assert r.json()["user_id"] == str(winner_id) and len(calls) == 2
     with system_session(api.system) as s:
@@ -137,12 +150,41 @@ def test_a_new_email_created_by_a_concurrent_request_is_reused(api, monkeypatch)
                                                       Membership.user_id == winner_id)) == "editor"
 
 
-def test_one_person_added_twice_at_once_is_one_membership_and_a_409(api, monkeypatch):
+def test_one_address_invited_twice_at_once_is_one_invitation_and_a_409(api, monkeypatch):
     owner = api.tenant()
     email = f"{uuid.uuid4().hex[:10]}@example.test"
-    assert api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": email}).status_code == 201
-    monkeypatch.setattr(workspaces, "_is_member", lambda *args: False)  # checked before the other committed
+    _invite(api, owner, email)
+    monkeypatch.setattr(invitations, "_live_pending", lambda *args: None)  # checked before the other committed
     r = api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": email})
-    assert r.status_code == 409 and r.json()["code"] == "already_member", r.text
+    assert r.status_code == 409 and r.json()["code"] == "invitation_pending", r.text
     members = api.client.get("/v1/workspace/members", headers=owner.headers).json()["items"]
-    assert sorted(m["email"] for m in members).count(email) == 1
+    assert [m["email"] for m in members].count(email) == 1
+    with system_session(api.system) as s:
+        assert s.scalar(select(func.count()).select_from(Invitation).where(
+            Invitation.workspace_id == owner.workspace_id, Invitation.email == email)) == 1
+
+
+def test_one_invitation_accepted_twice_at_once_is_one_membership(api):
+    """Another acceptance of the same token commits just as this one claims the invitation: this one must
+    find it used (403 invitation_invalid) and add no membership of its own (the rival's claim stands for the
+    other acceptance, which makes the one membership)."""
+    owner = api.tenant()
+    email = f"{uuid.uuid4().hex[:10]}@example.test"
+    invitation = _invite(api, owner, email)
+
+    def claim(conn: Connection) -> None:
+        conn.execute(update(Invitation).where(Invitation.id == uuid.UUID(invitation["id"]))
+                     .values(accepted_at=func.now()))
+
+    with _rival_commits_as_the_request_acts(api, claim, acts=_claims_an_invitation) as fired:
+        r = api.client.post("/v1/invitations/accept", json={"token": invitation["token"]})
+    assert fired, "the request reached its claim"
+    assert r.status_code == 403 and r.json()["code"] == "invitation_invalid", r.text
+    with system_session(api.system) as s:
+        assert s.scalar(select(func.count()).select_from(Membership).join(AppUser, AppUser.id == Membership.user_id)
+                        .where(Membership.workspace_id == owner.workspace_id, AppUser.email == email)) == 0
+    # Sequentially: the first acceptance wins, the second is refused.
+    other = _invite(api, owner, f"{uuid.uuid4().hex[:10]}@example.test")
+    assert api.client.post("/v1/invitations/accept", json={"token": other["token"]}).status_code == 201
+    again = api.client.post("/v1/invitations/accept", json={"token": other["token"]})
+    assert again.status_code == 403 and again.json()["code"] == "invitation_invalid"

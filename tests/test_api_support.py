@@ -35,6 +35,7 @@ class Seeded:
     token: str
     headers: dict[str, str]
     role: str
+    token_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -55,8 +56,8 @@ class ApiEnv:
             s.flush()
             s.add(Membership(workspace_id=ws_id, user_id=user_id, role=role))
             s.flush()
-            _, token = create_api_token(s, ws_id, user_id, "test", scopes, None, secret_key=SECRET)
-        return Seeded(ws_id, user_id, token, {"Authorization": f"Bearer {token}"}, role)
+            row, token = create_api_token(s, ws_id, user_id, "test", scopes, None, secret_key=SECRET)
+        return Seeded(ws_id, user_id, token, {"Authorization": f"Bearer {token}"}, role, row.id)
 
     def member(self, tenant: Seeded, role: str, scopes: list[str] | None = None) -> Seeded:
         """Another user of ``tenant``'s workspace, with its own token."""
@@ -66,8 +67,8 @@ class ApiEnv:
             s.flush()
             s.add(Membership(workspace_id=tenant.workspace_id, user_id=user_id, role=role))
             s.flush()
-            _, token = create_api_token(s, tenant.workspace_id, user_id, "member", scopes, None, secret_key=SECRET)
-        return Seeded(tenant.workspace_id, user_id, token, {"Authorization": f"Bearer {token}"}, role)
+            row, token = create_api_token(s, tenant.workspace_id, user_id, "member", scopes, None, secret_key=SECRET)
+        return Seeded(tenant.workspace_id, user_id, token, {"Authorization": f"Bearer {token}"}, role, row.id)
 
     def job(self, tenant: Seeded, **payload) -> uuid.UUID:
         with system_session(self.system) as s:

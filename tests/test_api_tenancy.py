@@ -40,8 +40,12 @@ def _foreign_objects(api, victim):
     with system_session(api.system) as s:
         token_id = s.scalar(select(ApiToken.id).where(ApiToken.user_id == second_member.user_id))
     documents = _foreign_documents(api, victim)
+    invitation = api.client.post("/v1/workspace/members", headers=victim.headers,
+                                 json={"email": f"{uuid.uuid4().hex[:10]}@example.test"})
+    assert invitation.status_code == 201, invitation.text
     return {
         **documents,
+        "invitations": invitation.json()["id"],
         "jobs": str(job_id),
         "artifacts": str(artifact_id),
         "tokens": str(token_id),

@@ -23,6 +23,7 @@ from warehouse.models import (
     AppUser,
     Artifact,
     AuditLog,
+    Invitation,
     LineageEdge,
     Membership,
     TENANT_TABLES,
@@ -91,6 +92,8 @@ def _seed_tenant(worker: Engine) -> SeededTenant:
         s.add(LineageEdge(workspace_id=ws_id, parent_artifact_id=parent, child_artifact_id=child))
         s.add(AuditLog(workspace_id=ws_id, action="seed", target_type="workspace"))
         s.add(UsageCounter(workspace_id=ws_id, day="2026-01-01", metric="jobs_submitted", value=1))
+        s.add(Invitation(workspace_id=ws_id, email=f"invited-{email}", role="viewer", token_hash=ws_id.hex * 2,
+                         expires_at=utcnow() + timedelta(days=1)))
     return SeededTenant(ws_id, user_id, prefix, email)
 
 
@@ -217,11 +220,16 @@ def test_token_lookup_function_works_before_the_workspace_is_known(engines, tena
         assert (row.workspace_id, row.user_id, row.scopes) == (b.workspace_id, b.user_id, ["jobs:read"])
         assert s.execute(text("SELECT count(*) FROM kiln_lookup_token('no-such-prefix')")).scalar_one() == 0
         assert s.execute(text("SELECT kiln_lookup_user_id(:e)"), {"e": b.email}).scalar_one() == b.user_id
+        assert s.execute(text("SELECT count(*) FROM invitation")).scalar_one() == 0, "RLS hides invitations"
+        found = s.execute(text("SELECT * FROM kiln_lookup_invitation(:h)"), {"h": b.workspace_id.hex * 2}).one()
+        assert found.workspace_id == b.workspace_id  # only the id and workspace: never the email or role
+        assert set(found._fields) == {"id", "workspace_id"}
     with engines.owner.connect() as conn:
         public_grants = conn.execute(
             text(
                 "SELECT count(*) FROM pg_proc p, aclexplode(p.proacl) acl "
-                "WHERE p.proname IN ('kiln_lookup_token', 'kiln_lookup_user_id') AND acl.grantee = 0"
+                "WHERE p.proname IN ('kiln_lookup_token', 'kiln_lookup_user_id', 'kiln_lookup_invitation') "
+                "AND acl.grantee = 0"
             )
         ).scalar_one()
         assert public_grants == 0, "PUBLIC must not execute the SECURITY DEFINER functions"

@@ -78,6 +78,7 @@ TENANT_TABLES = (
     "lineage_edge",
     "audit_log",
     "usage_counter",
+    "invitation",
 )
 
 
@@ -143,6 +144,44 @@ class ApiToken(TimestampMixin, Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
+
+
+class Invitation(TimestampMixin, Base):
+    """A pending offer of membership to an email address, accepted once with a secret token.
+
+    Only the HMAC of the acceptance token is kept (``token_hash``, unique: acceptance finds the row by
+    it). ``email`` is exactly what the inviter typed (normalized); nothing about an account with that
+    address is stored or shown until the invitation is accepted. At most one pending invitation per
+    email and workspace (a partial unique index).
+    """
+
+    __tablename__ = "invitation"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role_valid"),
+        UniqueConstraint("workspace_id", "id"),
+        ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        Index("ix_invitation_workspace_created", "workspace_id", "created_at", "id"),
+        Index(
+            "uq_invitation_pending_email",
+            "workspace_id",
+            "email",
+            unique=True,
+            postgresql_where=text("accepted_at IS NULL AND revoked_at IS NULL"),
+            sqlite_where=text("accepted_at IS NULL AND revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(200))  # for a user the acceptance creates, if any
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column()
+    accepted_at: Mapped[datetime | None] = mapped_column()
+    accepted_by: Mapped[uuid.UUID | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
 
 class Job(TimestampMixin, Base):

@@ -1,15 +1,16 @@
 """Artifact metadata, signed download links and the download itself (with HTTP Range).
 
 ``GET /v1/downloads/{token}`` takes no bearer token: the signed link is the credential. It is
-checked (signature, then expiry) before the database is touched, and the artifact is then read
-in a session scoped to the workspace named inside the signed link.
+checked (signature, then expiry) before the database is touched; then, in a session scoped to the
+workspace named inside the signed link, the token that minted it must still be live
+(``api.links.check_issuer``: else 403 ``link_revoked``) before the artifact is read. ``HEAD`` answers
+GET's headers (Range included) without a body. Links are minted only by ``api.links.LinkMinter``.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
@@ -18,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import ArtifactsReader, DbSession, SettingsDep, StoreDep, get_engine
+from api.links import LinkMinter, LinkRevoked, Links, check_issuer
 from api.pagination import newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import ArtifactOut, DownloadLink, DownloadLinkCreate
-from api.signing import LinkExpired, LinkInvalid, sign_download, verify_download
+from api.signing import DownloadGrant, LinkExpired, LinkInvalid, verify_download
 from resources.objectstore import content_disposition
 from resources.settings import Settings
 from warehouse.artifacts import sanitize_filename
@@ -33,23 +35,10 @@ router = APIRouter(prefix="/v1", tags=["artifacts"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def download_link(settings: Settings, artifact: Artifact, ttl_seconds: int | None = None) -> DownloadLink:
-    expires_at = utcnow() + timedelta(seconds=ttl_seconds or settings.download_link_ttl_seconds)
-    token = sign_download(settings.secret_key.get_secret_value(), artifact.id, artifact.workspace_id, expires_at)
-    # Rounded down to the second the signature covers.
-    expires_at = expires_at.replace(microsecond=0)
-    return DownloadLink(url=f"{settings.api_base_url.rstrip('/')}/v1/downloads/{token}", expires_at=expires_at)
-
-
-def available_download_url(settings: Settings, artifact: Artifact | None) -> str | None:
-    """A signed link for a ``*_url`` field; None while the artifact is missing or no longer available."""
-    return download_link(settings, artifact).url if artifact is not None and artifact.status == "available" else None
-
-
-def artifact_out(artifact: Artifact, settings: Settings) -> ArtifactOut:
+def artifact_out(artifact: Artifact, links: LinkMinter) -> ArtifactOut:
     fields = {name: getattr(artifact, name) for name in ArtifactOut.model_fields if hasattr(artifact, name)}
-    if artifact.status == "available":
-        link = download_link(settings, artifact)
+    if artifact.status == "available" and links.allowed:
+        link = links.link(artifact)
         fields.update(download_url=link.url, download_url_expires_at=link.expires_at)
     return ArtifactOut.model_validate(fields)
 
@@ -71,8 +60,8 @@ def load_artifact(session: Session, workspace_id: uuid.UUID, artifact_id: uuid.U
 
 
 @router.get("/artifacts/{id}", response_model=ArtifactOut, responses=problem_responses(401, 403, 404, 422))
-def get_artifact(id: uuid.UUID, principal: ArtifactsReader, session: DbSession, settings: SettingsDep) -> ArtifactOut:
-    return artifact_out(load_artifact(session, principal.workspace_id, id), settings)
+def get_artifact(id: uuid.UUID, principal: ArtifactsReader, session: DbSession, links: Links) -> ArtifactOut:
+    return artifact_out(load_artifact(session, principal.workspace_id, id), links)
 
 
 @router.post(
@@ -82,13 +71,13 @@ def create_download_link(
     id: uuid.UUID,
     principal: ArtifactsReader,
     session: DbSession,
-    settings: SettingsDep,
+    links: Links,
     body: Annotated[DownloadLinkCreate | None, Body()] = None,
 ) -> DownloadLink:
     artifact = load_artifact(session, principal.workspace_id, id)
     if artifact.status != "available":
         raise ApiProblem(410, "artifact_deleted", "This artifact was deleted by retention.")
-    return download_link(settings, artifact, body.expires_in_seconds if body else None)
+    return links.link(artifact, body.expires_in_seconds if body else None)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -118,15 +107,16 @@ def _unsatisfiable(size: int) -> ApiProblem:
                       headers={"Content-Range": f"bytes */{size}"})
 
 
-@router.get(
-    "/downloads/{token}",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file"},
-               206: {"description": "Part of the file (HTTP Range)"},
-               307: {"description": "Redirect to the object store's presigned URL (S3 mode)"},
-               **problem_responses(403, 404, 416)},
-)
-def download(token: str, request: Request, settings: SettingsDep, store: StoreDep) -> Response:
+_DOWNLOAD_RESPONSES = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+    206: {"description": "Part of the file (HTTP Range)"},
+    307: {"description": "Redirect to the object store's presigned URL (S3 mode)"},
+    **problem_responses(403, 404, 416),
+}
+
+
+def _granted_artifact(request: Request, settings: Settings, token: str) -> tuple[DownloadGrant, Artifact]:
+    """The artifact a link grants, once its signature, expiry and issuing token are checked."""
     try:
         grant = verify_download(settings.secret_key.get_secret_value(), token)
     except LinkExpired:
@@ -134,23 +124,26 @@ def download(token: str, request: Request, settings: SettingsDep, store: StoreDe
     except LinkInvalid:
         raise ApiProblem(403, "link_invalid", "This download link is not valid.") from None
     with tenant_session(get_engine(request), grant.workspace_id) as session:
+        try:
+            check_issuer(session, grant)  # before the artifact: a revoked link tells nothing about it
+        except LinkRevoked:
+            raise ApiProblem(403, "link_revoked", "This download link was revoked: the API token that made it was "
+                             "revoked or expired, or its member left the workspace or lost access to files.") from None
         artifact = session.scalar(
             select(Artifact).where(Artifact.workspace_id == grant.workspace_id, Artifact.id == grant.artifact_id)
         )
         if artifact is None or artifact.status != "available":
             raise not_found("artifact")
         session.expunge(artifact)
-    remaining = max(1, int((grant.expires_at - utcnow()).total_seconds()))
-    presigned = store.presigned_url(
-        artifact.storage_key, expires_in=remaining, filename=sanitize_filename(artifact.filename),
-        content_type=artifact.content_type,
-    )
-    if presigned:
-        return RedirectResponse(presigned, status_code=307, headers={"Cache-Control": "no-store"})
+    return grant, artifact
 
+
+def _file_headers(request: Request, artifact: Artifact) -> tuple[int, dict[str, str], tuple[int, int] | None]:
+    """(status, headers, byte range or None) of a download, shared by GET and HEAD."""
     size = artifact.size_bytes
     headers = {
         "Content-Disposition": content_disposition(artifact.filename),
+        "Content-Type": artifact.content_type,
         "X-Content-Type-Options": "nosniff",
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-store",
@@ -162,10 +155,36 @@ def download(token: str, request: Request, settings: SettingsDep, store: StoreDe
         byte_range = None  # the client's partial copy is of another version: send it all
     if byte_range is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(store.iter_range(artifact.storage_key, 0, None), media_type=artifact.content_type,
-                                 headers=headers)
+        return 200, headers, None
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    return StreamingResponse(store.iter_range(artifact.storage_key, start, end), status_code=206,
-                             media_type=artifact.content_type, headers=headers)
+    return 206, headers, byte_range
+
+
+@router.get("/downloads/{token}", response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
+def download(token: str, request: Request, settings: SettingsDep, store: StoreDep) -> Response:
+    grant, artifact = _granted_artifact(request, settings, token)
+    remaining = max(1, int((grant.expires_at - utcnow()).total_seconds()))
+    presigned = store.presigned_url(
+        artifact.storage_key, expires_in=remaining, filename=sanitize_filename(artifact.filename),
+        content_type=artifact.content_type,
+    )
+    if presigned:
+        return RedirectResponse(presigned, status_code=307, headers={"Cache-Control": "no-store"})
+    status, headers, byte_range = _file_headers(request, artifact)
+    start, end = byte_range if byte_range else (0, None)
+    media_type = headers.pop("Content-Type")
+    return StreamingResponse(store.iter_range(artifact.storage_key, start, end), status_code=status,
+                             media_type=media_type, headers=headers)
+
+
+@router.head("/downloads/{token}", responses={
+    200: {"description": "The file's headers, no body"}, 206: {"description": "The range's headers, no body"},
+    **problem_responses(403, 404, 416)})
+def download_head(token: str, request: Request, settings: SettingsDep) -> Response:
+    """GET's headers without the body, answered here even in S3 mode: a presigned URL is signed for GET only,
+    and the metadata the headers need is in the database."""
+    _grant, artifact = _granted_artifact(request, settings, token)
+    status, headers, _ = _file_headers(request, artifact)
+    return Response(status_code=status, headers=headers)

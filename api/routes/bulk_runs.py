@@ -35,9 +35,9 @@ from api.deps import (
     release_connection,
     request_id,
 )
+from api.links import LinkMinter, Links
 from api.pagination import Cursor, Page, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
-from api.routes.artifacts import available_download_url
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
 from api.uploads import StreamedUpload, stream_upload_to_store
@@ -126,7 +126,7 @@ def _available_artifacts(session: Session, workspace_id: uuid.UUID, ids) -> dict
         Artifact.workspace_id == workspace_id, Artifact.id.in_(wanted), Artifact.status == "available"))}
 
 
-def runs_out(session: Session, settings: Settings, runs: list[BulkRun]) -> list[BulkRunOut]:
+def runs_out(session: Session, links: LinkMinter, runs: list[BulkRun]) -> list[BulkRunOut]:
     """The answers for ``runs`` (one workspace's) in three queries, whatever their number: their jobs,
     their template versions and their artifacts are each loaded in one go."""
     if not runs:
@@ -139,14 +139,14 @@ def runs_out(session: Session, settings: Settings, runs: list[BulkRun]) -> list[
         TemplateVersion.id.in_({r.template_version_id for r in runs})))}
     artifacts = _available_artifacts(session, workspace_id,
                                      [a for r in runs for a in (r.zip_artifact_id, r.report_artifact_id)])
-    return [_run_out(settings, run, jobs[run.job_id], versions[run.template_version_id], artifacts) for run in runs]
+    return [_run_out(links, run, jobs[run.job_id], versions[run.template_version_id], artifacts) for run in runs]
 
 
-def run_out(session: Session, settings: Settings, run: BulkRun) -> BulkRunOut:
-    return runs_out(session, settings, [run])[0]
+def run_out(session: Session, links: LinkMinter, run: BulkRun) -> BulkRunOut:
+    return runs_out(session, links, [run])[0]
 
 
-def _run_out(settings: Settings, run: BulkRun, job: Job, version: TemplateVersion,
+def _run_out(links: LinkMinter, run: BulkRun, job: Job, version: TemplateVersion,
              artifacts: dict[uuid.UUID, Artifact]) -> BulkRunOut:
     # While the job is not done, its state (queued, retrying, failed, canceled) is the run's news; so is
     # "running" or "succeeded" while the run row still says "queued".
@@ -160,8 +160,8 @@ def _run_out(settings: Settings, run: BulkRun, job: Job, version: TemplateVersio
         source_address=run.source_url, total_rows=run.total_rows, succeeded_rows=run.succeeded_rows,
         failed_rows=run.failed_rows, progress=max(0, min(100, progress)), error_code=job.error_code,
         error_message=job.error_message,
-        zip_url=available_download_url(settings, artifacts.get(run.zip_artifact_id)),
-        report_url=available_download_url(settings, artifacts.get(run.report_artifact_id)),
+        zip_url=links.url(artifacts.get(run.zip_artifact_id)),
+        report_url=links.url(artifacts.get(run.report_artifact_id)),
         created_at=run.created_at, updated_at=run.updated_at)
 
 
@@ -238,6 +238,7 @@ async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader
 
 def _create(session, principal, settings, store, request, version, run_id, artifact_id, upload, fields,
             idempotency_key) -> JSONResponse:
+    links = LinkMinter(settings, principal)
     fmt = fields.get("format", "docx")
     if fmt not in ("docx", "pdf", "both"):
         raise ApiProblem(422, "invalid_format", "format must be docx, pdf or both.")
@@ -262,7 +263,8 @@ def _create(session, principal, settings, store, request, version, run_id, artif
         if upload is not None:
             store.delete(upload.key)
         existing = load_run(session, principal.workspace_id, result.job.subject_id)
-        return JSONResponse(run_out(session, settings, existing).model_dump(mode="json"), status_code=200)
+        return JSONResponse(run_out(session, links, existing).model_dump(mode="json"), status_code=200,
+                            headers=links.headers)
     if upload is not None:
         session.add(Artifact(
             id=artifact_id, workspace_id=principal.workspace_id, kind="input", storage_key=upload.key,
@@ -275,25 +277,25 @@ def _create(session, principal, settings, store, request, version, run_id, artif
                   output_format=fmt, filename_pattern=pattern, status="queued", created_by=principal.user_id)
     session.add(run)
     session.flush()
-    return JSONResponse(run_out(session, settings, run).model_dump(mode="json"), status_code=202)
+    return JSONResponse(run_out(session, links, run).model_dump(mode="json"), status_code=202, headers=links.headers)
 
 
 @router.get("/bulk-runs", response_model=BulkRunPage)
-def list_bulk_runs(principal: JobsReader, session: DbSession, settings: SettingsDep,
+def list_bulk_runs(principal: JobsReader, session: DbSession, links: Links,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
                    cursor: Cursor = None) -> BulkRunPage:
     query = select(BulkRun).where(BulkRun.workspace_id == principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, BulkRun, limit=limit, cursor=cursor)
-    return BulkRunPage(items=runs_out(session, settings, page), next_cursor=next_cursor)
+    return BulkRunPage(items=runs_out(session, links, page), next_cursor=next_cursor)
 
 
 @router.get("/bulk-runs/{id}", response_model=BulkRunOut, responses=problem_responses(404))
-def get_bulk_run(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep) -> BulkRunOut:
-    return run_out(session, settings, load_run(session, principal.workspace_id, id))
+def get_bulk_run(id: uuid.UUID, principal: JobsReader, session: DbSession, links: Links) -> BulkRunOut:
+    return run_out(session, links, load_run(session, principal.workspace_id, id))
 
 
 @router.get("/bulk-runs/{id}/rows", response_model=BulkRowPage, responses=problem_responses(404))
-def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep,
+def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, links: Links,
               status: Literal["succeeded", "failed"] | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
               cursor: Cursor = None) -> BulkRowPage:
@@ -307,7 +309,7 @@ def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
                                      [a for r in page for a in (r.docx_artifact_id, r.pdf_artifact_id)])
 
     def url(artifact_id):
-        return available_download_url(settings, artifacts.get(artifact_id))
+        return links.url(artifacts.get(artifact_id))
 
     items = [BulkRowOut(row=r.row_index, status=r.status, error_code=r.error_code, error_message=r.error_message,
                         docx_filename=r.docx_filename, pdf_filename=r.pdf_filename, docx_sha256=r.docx_sha256,
@@ -344,6 +346,7 @@ def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Ses
              idempotency_key: str | None) -> JSONResponse:
     run = load_run(session, principal.workspace_id, id)
     authorize(principal, "editor", "jobs:write")
+    links = LinkMinter(settings, principal)
     job = session.scalar(select(Job).where(Job.workspace_id == run.workspace_id, Job.id == run.job_id))
     if job.status in job_machine.ACTIVE_STATUSES:
         raise ApiProblem(409, "bulk_run_active", f"The bulk run's job is {job.status}; wait for it to finish.")
@@ -370,8 +373,8 @@ def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Ses
         session.execute(update(BulkRun).where(BulkRun.workspace_id == run.workspace_id, BulkRun.id == run.id).values(
             job_id=result.job.id, status="queued", updated_at=utcnow()))
     session.refresh(run)
-    return JSONResponse(run_out(session, settings, run).model_dump(mode="json"),
-                        status_code=202 if result.created else 200)
+    return JSONResponse(run_out(session, links, run).model_dump(mode="json"),
+                        status_code=202 if result.created else 200, headers=links.headers)
 
 
 @router.post("/bulk-runs/{id}/resume", status_code=202, response_model=BulkRunOut,

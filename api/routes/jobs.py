@@ -18,6 +18,7 @@ from api.job_kinds import get_job_kind, job_kinds
 from api.observability import bind_context
 from api.pagination import Cursor, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
+from api.links import Links
 from api.routes.artifacts import artifact_out, list_artifacts_query
 from api.schemas import (
     ArtifactPage, JobCreate, JobEventOut, JobEventPage, JobOut, JobPage, JobStatus, UtcTimeIn,
@@ -158,11 +159,11 @@ def job_artifacts(
     request: Request,
     principal: JobsReader,
     session: DbSession,
-    settings: SettingsDep,
+    links: Links,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor = None,
 ) -> ArtifactPage:
     job = load_job(request, session, principal.workspace_id, id)
     authorize(principal, "viewer", "artifacts:read")
     rows, next_cursor = list_artifacts_query(session, principal.workspace_id, job_id=job.id, limit=limit, cursor=cursor)
-    return ArtifactPage(items=[artifact_out(a, settings) for a in rows], next_cursor=next_cursor)
+    return ArtifactPage(items=[artifact_out(a, links) for a in rows], next_cursor=next_cursor)

@@ -36,6 +36,7 @@ from api.deps import (
     request_id,
 )
 from api.job_kinds import register_job_kind
+from api.links import LinkMinter, Links
 from api.observability import bind_context
 from api.pagination import Cursor, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
@@ -138,13 +139,13 @@ def _options(upload: StreamedUpload) -> dict[str, Any]:
     return {"exact_clips": exact, "language": normalize_language(upload.fields.get("language"))}
 
 
-def _existing_video(session: Session, store: ObjectStore, settings: Settings, request: Request, principal: Principal,
-                    upload: StreamedUpload, artifact_id: uuid.UUID, video: VideoAsset) -> VideoOut:
+def _existing_video(session: Session, store: ObjectStore, settings: Settings, links: LinkMinter, request: Request,
+                    principal: Principal, upload: StreamedUpload, artifact_id: uuid.UUID, video: VideoAsset) -> VideoOut:
     """A re-upload of ``video``'s bytes: they are stored once per workspace, unless the video's own copy is gone.
     Then the new upload becomes its source again, so that a reprocess has a file to work on."""
     if not _source_gone(session, store, video):
         store.delete(upload.key)
-        return video_out(session, settings, video)
+        return video_out(session, links, video)
     gone = video.input_artifact_id
     try:
         with session.begin_nested():
@@ -167,15 +168,15 @@ def _existing_video(session: Session, store: ObjectStore, settings: Settings, re
         audit(session, request, principal, "video.source_restored", "video", str(video.id), size_bytes=upload.size_bytes)
         session.flush()
     session.refresh(video)
-    return video_out(session, settings, video)
+    return video_out(session, links, video)
 
 
 class _LostRace(Exception):
     """A concurrent request changed the video first (its savepoint is rolled back)."""
 
 
-def _record_upload(session: Session, store: ObjectStore, settings: Settings, request: Request, principal: Principal,
-                   upload: StreamedUpload, video_id: uuid.UUID, artifact_id: uuid.UUID,
+def _record_upload(session: Session, store: ObjectStore, settings: Settings, links: LinkMinter, request: Request,
+                   principal: Principal, upload: StreamedUpload, video_id: uuid.UUID, artifact_id: uuid.UUID,
                    idempotency_key: str | None) -> tuple[VideoOut, bool]:
     """(the video, created?) for a stored upload; drops the blob again when it is a duplicate.
     On an exception the caller deletes the blob: nothing of this request is committed then."""
@@ -190,7 +191,7 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, req
                 raise IdempotencyConflict("This Idempotency-Key was already used with a different upload; "
                                           "use a new key for a new request.", job_id=str(earlier.id))
             video = _load(session, principal, earlier.subject_id)
-            return _existing_video(session, store, settings, request, principal, upload, artifact_id, video), False
+            return _existing_video(session, store, settings, links, request, principal, upload, artifact_id, video), False
     duplicate = video_by_sha256(session, ws, upload.sha256)
     if duplicate is None:
         filename = sanitize_filename(upload.filename or "upload")
@@ -220,8 +221,8 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, req
                   size_bytes=upload.size_bytes, content_type=upload.content_type)
             session.flush()
             bind_context(job_id=job.id, video_id=video.id)
-            return video_out(session, settings, video, job), True
-    return _existing_video(session, store, settings, request, principal, upload, artifact_id, duplicate), False
+            return video_out(session, links, video, job), True
+    return _existing_video(session, store, settings, links, request, principal, upload, artifact_id, duplicate), False
 
 
 def _discard_upload(session: Session, store: ObjectStore, workspace_id: uuid.UUID, key: str) -> None:
@@ -256,7 +257,7 @@ def _discard_upload(session: Session, store: ObjectStore, workspace_id: uuid.UUI
                        "language": {"type": "string"}}}}}}},
 )
 async def upload_video(request: Request, principal: JobsWriter, session: DbSession, settings: SettingsDep,
-                       store: StoreDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                       store: StoreDep, links: Links, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     video_id, artifact_id = uuid.uuid4(), uuid.uuid4()
     key = artifact_key(principal.workspace_id, "input", video_id, artifact_id, "source")  # never the user's name
     release_connection(session)
@@ -268,7 +269,7 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
         if upload.size_bytes == 0 or not _is_media(store, upload):
             raise ApiProblem(422, "invalid_media", "The file is not a video or audio container Kiln can read "
                              f"(its bytes look like {upload.content_type}).", title="Not a readable video or audio file")
-        result = _record_upload(session, store, settings, request, principal, upload, video_id, artifact_id,
+        result = _record_upload(session, store, settings, links, request, principal, upload, video_id, artifact_id,
                                 idempotency_key)
         # Committed here rather than after the route: until this returns the stored bytes are the request's to
         # delete on failure; after it, rows point at them.
@@ -283,25 +284,25 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
             with anyio.CancelScope(shield=True):  # a client that went away still must not leave the bytes behind
                 await anyio.to_thread.run_sync(_discard_upload, session, store, principal.workspace_id, upload.key)
         raise
-    return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200)
+    return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200, headers=links.headers)
 
 
 @router.get("", response_model=VideoPage)
-def list_videos(principal: JobsReader, session: DbSession, settings: SettingsDep,
+def list_videos(principal: JobsReader, session: DbSession, links: Links,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50,
                 cursor: Cursor = None) -> VideoPage:
     query = select(VideoAsset).where(VideoAsset.workspace_id == principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, VideoAsset, limit=limit, cursor=cursor)
-    return VideoPage(items=videos_out(session, settings, page), next_cursor=next_cursor)
+    return VideoPage(items=videos_out(session, links, page), next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=VideoOut, responses=problem_responses(404))
-def get_video(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep) -> VideoOut:
-    return video_out(session, settings, _load(session, principal, id))
+def get_video(id: uuid.UUID, principal: JobsReader, session: DbSession, links: Links) -> VideoOut:
+    return video_out(session, links, _load(session, principal, id))
 
 
 @router.get("/{id}/notes", response_model=NotesOut, responses=problem_responses(404, 409))
-def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, settings: SettingsDep,
+def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, links: Links,
               store: StoreDep) -> NotesOut:
     video = _load(session, principal, id)
     job = notes_job(session, principal.workspace_id, video.id)
@@ -310,7 +311,7 @@ def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, settings
         status = latest.status if latest else "unknown"
         raise ApiProblem(409, "notes_not_ready", f"The notes are not ready: the video's job is {status}.",
                          status_detail=status, job_id=str(latest.id) if latest else None)
-    return notes_out(session, store, settings, video, job)
+    return notes_out(session, store, links, video, job)
 
 
 def _busy(job: Job | None) -> ApiProblem:
@@ -321,7 +322,7 @@ def _busy(job: Job | None) -> ApiProblem:
 
 @router.post("/{id}/reprocess", status_code=202, response_model=VideoOut, responses=problem_responses(404, 409))
 def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
-                    settings: SettingsDep, store: StoreDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                    settings: SettingsDep, store: StoreDep, links: Links, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     video = _load(session, principal, id)
     authorize(principal, "editor", "jobs:write")  # after the lookup: foreign ids stay 404 for everyone
     ws = principal.workspace_id
@@ -332,7 +333,8 @@ def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, sess
             Job.workspace_id == ws, Job.kind == JOB_KIND, Job.idempotency_key == idempotency_key)) is not None:
         # A retry of a request that went through: its job (or 409 idempotency_conflict), whatever runs now.
         result = _submit(session, principal, settings, request, video.id, options, idempotency_key, fingerprint)
-        return JSONResponse(video_out(session, settings, video, result.job).model_dump(mode="json"), status_code=200)
+        return JSONResponse(video_out(session, links, video, result.job).model_dump(mode="json"), status_code=200,
+                            headers=links.headers)
     if latest is not None and latest.status in job_machine.ACTIVE_STATUSES:
         raise _busy(latest)
     if _source_gone(session, store, video):
@@ -359,5 +361,6 @@ def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, sess
         session.refresh(video)
         audit(session, request, principal, "video.reprocess", "video", str(video.id))
         session.flush()
-    out = video_out(session, settings, video, result.job)
-    return JSONResponse(out.model_dump(mode="json"), status_code=202 if result.created else 200)
+    out = video_out(session, links, video, result.job)
+    return JSONResponse(out.model_dump(mode="json"), status_code=202 if result.created else 200,
+                        headers=links.headers)

@@ -1,6 +1,7 @@
 """The caller's workspace and its members. Member changes are admin+ and audited.
 
-Rules that keep a workspace governable: only an owner may grant, change or remove the owner
+Adding a member invites the address (``api.routes.invitations``): the answer and the listing show only
+what the inviter typed until the invitee accepts. Rules that keep a workspace governable: only an owner may grant, change or remove the owner
 role, and the last owner can be neither demoted nor removed.
 """
 
@@ -10,16 +11,17 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, WorkspaceReader, audit, authorize
+from api.deps import DbSession, SettingsDep, WorkspaceReader, audit, authorize
 from api.pagination import Cursor, decode_time_id_cursor, time_id_cursor
 from api.problems import ApiProblem, not_found, problem_responses
-from api.schemas import MemberCreate, MemberOut, MemberPage, MemberUpdate, WorkspaceOut
-from warehouse.db import is_postgres
-from warehouse.models import AppUser, Membership, Workspace
+from api.routes import invitations
+from api.schemas import InvitationCreated, MemberCreate, MemberOut, MemberPage, MemberUpdate, WorkspaceOut
+from api.security import as_aware
+from warehouse.db import is_postgres, utcnow
+from warehouse.models import AppUser, Invitation, Membership, Workspace
 
 router = APIRouter(prefix="/v1/workspace", tags=["workspace"], responses=problem_responses(401, 403, 422))
 
@@ -27,6 +29,13 @@ router = APIRouter(prefix="/v1/workspace", tags=["workspace"], responses=problem
 def _member_out(membership: Membership, user: AppUser) -> MemberOut:
     return MemberOut(user_id=user.id, email=user.email, display_name=user.display_name, role=membership.role,
                      created_at=membership.created_at, updated_at=membership.updated_at)
+
+
+def _invited_out(invitation: Invitation) -> MemberOut:
+    """Only what the inviter typed: no user id or name until the invitee accepts."""
+    return MemberOut(email=invitation.email, role=invitation.role, status="invited", invitation_id=invitation.id,
+                     expires_at=invitation.expires_at, created_at=invitation.created_at,
+                     updated_at=invitation.updated_at)
 
 
 def _load_member(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> tuple[Membership, AppUser]:
@@ -61,37 +70,6 @@ def _other_owners_locked(session: Session, workspace_id: uuid.UUID, user_id: uui
                           .where(is_owner, Membership.user_id != user_id)) or 0
 
 
-def _find_user_id(session: Session, email: str) -> uuid.UUID | None:
-    if is_postgres(session):  # app_user rows of non-members are invisible to the API role (RLS)
-        found = session.execute(text("SELECT kiln_lookup_user_id(:email)"), {"email": email}).scalar()
-        return uuid.UUID(str(found)) if found else None
-    return session.scalar(select(AppUser.id).where(AppUser.email == email))
-
-
-def _is_member(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    return session.scalar(select(Membership.id).where(Membership.workspace_id == workspace_id,
-                                                      Membership.user_id == user_id)) is not None
-
-
-def _already_member() -> ApiProblem:
-    return ApiProblem(409, "already_member", "This user is already a member; change the role with PATCH.")
-
-
-def _create_user(session: Session, body: MemberCreate) -> uuid.UUID:
-    """A new user for ``body.email``, or the one a concurrent request created a moment ago."""
-    user = AppUser(email=body.email, display_name=body.display_name)
-    try:
-        with session.begin_nested():
-            session.add(user)
-            session.flush()
-        return user.id
-    except IntegrityError:  # the email was taken between the lookup and the INSERT
-        user_id = _find_user_id(session, body.email)
-        if user_id is None:
-            raise
-        return user_id
-
-
 @router.get("", response_model=WorkspaceOut)
 def get_workspace(principal: WorkspaceReader, session: DbSession) -> WorkspaceOut:
     ws = session.get(Workspace, principal.workspace_id)
@@ -108,37 +86,31 @@ def list_members(
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
     cursor: Cursor = None,
 ) -> MemberPage:
-    query = (select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
-             .where(Membership.workspace_id == principal.workspace_id))
+    """Members and pending invitations, oldest first in one keyset over (created_at, id)."""
+    ws = principal.workspace_id
+    members = (select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
+               .where(Membership.workspace_id == ws))
+    pending = invitations.pending_query(ws, utcnow())
     if cursor:
         at, last_id = decode_time_id_cursor(cursor)
-        query = query.where((Membership.created_at > at) | ((Membership.created_at == at) & (Membership.id > last_id)))
-    rows = session.execute(query.order_by(Membership.created_at, Membership.id).limit(limit + 1)).all()
+        members = members.where((Membership.created_at > at) | ((Membership.created_at == at) & (Membership.id > last_id)))
+        pending = pending.where((Invitation.created_at > at) | ((Invitation.created_at == at) & (Invitation.id > last_id)))
+    rows = [(m.created_at, m.id, _member_out(m, u)) for m, u in session.execute(
+        members.order_by(Membership.created_at, Membership.id).limit(limit + 1)).all()]
+    rows += [(i.created_at, i.id, _invited_out(i)) for i in session.scalars(
+        pending.order_by(Invitation.created_at, Invitation.id).limit(limit + 1))]
+    rows.sort(key=lambda row: (as_aware(row[0]), row[1]))
     page = rows[:limit]
-    next_cursor = time_id_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
-    return MemberPage(items=[_member_out(m, u) for m, u in page], next_cursor=next_cursor)
+    next_cursor = time_id_cursor(page[-1][0], page[-1][1]) if len(rows) > limit else None
+    return MemberPage(items=[out for _, _, out in page], next_cursor=next_cursor)
 
 
-@router.post("/members", response_model=MemberOut, status_code=201, responses=problem_responses(409))
-def add_member(body: MemberCreate, request: Request, principal: WorkspaceReader, session: DbSession) -> MemberOut:
-    authorize(principal, "admin", "workspace:admin")
-    if body.role == "owner":
-        authorize(principal, "owner")
-    user_id = _find_user_id(session, body.email)
-    if user_id is None:
-        user_id = _create_user(session, body)
-    if _is_member(session, principal.workspace_id, user_id):
-        raise _already_member()
-    membership = Membership(workspace_id=principal.workspace_id, user_id=user_id, role=body.role)
-    try:
-        with session.begin_nested():  # the same person added twice at once: the unique key decides
-            session.add(membership)
-            session.flush()
-    except IntegrityError:
-        raise _already_member() from None
-    audit(session, request, principal, "member.add", "user", str(user_id), role=body.role)
-    membership, user = _load_member(session, principal.workspace_id, user_id)
-    return _member_out(membership, user)
+@router.post("/members", response_model=InvitationCreated, status_code=201, responses=problem_responses(409))
+def add_member(body: MemberCreate, request: Request, principal: WorkspaceReader, session: DbSession,
+               settings: SettingsDep) -> InvitationCreated:
+    """Invite ``email`` (admin+; owner to invite an owner): the member exists once the invitation is accepted
+    (POST /v1/invitations/accept with the token this answer carries, once)."""
+    return invitations.invite(session, request, principal, settings, body)
 
 
 @router.patch("/members/{user_id}", response_model=MemberOut, responses=problem_responses(404, 409))
