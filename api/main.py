@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
 from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
-from api.routes import videos
+from api.routes import usage, videos
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
 from warehouse.db import is_postgres, make_engine
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     install_problem_handlers(app)
     app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    for module in (health, workspaces, tokens, jobs, artifacts, videos, templates, bulk_runs):
+    for module in (health, workspaces, tokens, jobs, artifacts, videos, templates, bulk_runs, usage):
         app.include_router(module.router)
 
     # The Problem schema is referenced by every error response in the OpenAPI document.
