@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         version="1.0.0",
         description="Submit work, follow jobs and download artifacts. Authenticate with "
         "`Authorization: Bearer kiln_<prefix>_<secret>`; errors are application/problem+json.",
-        # Any route may answer a malformed body (400) or invalid parameters (422).
-        responses=problem_responses(400, 422),
+        # Any route may answer a malformed body (400) or invalid parameters (422); any authenticated
+        # one too many requests for its token (429, api/ratelimit.py).
+        responses=problem_responses(400, 422, 429),
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
