@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -272,3 +273,33 @@ def test_counters_are_per_day(db_url, make_tenant, engine):
     with pytest.raises(ValueError):
         with tenant_session(engine, tenant.workspace_id) as s:
             add_usage(s, tenant.workspace_id, UPLOAD_BYTES, -1)
+
+
+def test_reprocess_resume_and_retry_failed_check_the_job_cap(api):
+    from assets.documents_bulk import KIND as BULK_KIND
+    from tests.documents_product_support import CSV_DIR, name_email_template
+    from warehouse.documents import BulkRun
+    from warehouse.models import Job
+    from warehouse.video_notes import JOB_KIND as VIDEO_KIND
+
+    owner = api.tenant()
+    video = api.client.post("/v1/videos", headers=owner.headers, files={
+        "file": ("v.mp4", (PUBLIC / "video/example_no_audio.mp4").read_bytes(), "video/mp4")}).json()
+    template_id = api.client.post("/v1/templates", headers=owner.headers, files={
+        "file": ("letter.docx", name_email_template(), DOCX)}).json()["id"]
+    run = api.client.post(f"/v1/templates/{template_id}/bulk-runs", headers=owner.headers, data={"format": "docx"},
+                          files={"file": ("p.csv", (CSV_DIR / "mailmerge_database_with_BOM.csv").read_bytes(),
+                                          "text/csv")}).json()
+    with system_session(api.system) as s:  # both finished (a failed row to retry), and one other active job each
+        for job_id in (video["job_id"], run["job_id"]):
+            s.get(Job, uuid.UUID(job_id)).status = "failed"
+        s.get(BulkRun, uuid.UUID(run["id"])).failed_rows = 1
+        for kind in (VIDEO_KIND, BULK_KIND):
+            job_machine.submit_job(s, workspace_id=owner.workspace_id, kind=kind, payload={})
+    api.settings.quota_concurrent_jobs_per_kind = 1
+    routes = [f"/v1/videos/{video['id']}/reprocess", f"/v1/bulk-runs/{run['id']}/resume",
+              f"/v1/bulk-runs/{run['id']}/retry-failed"]
+    for url in routes:
+        assert_429(api.client.post(url, headers=owner.headers), "too_many_jobs")
+    api.settings.quota_concurrent_jobs_per_kind = 2
+    assert [api.client.post(url, headers=owner.headers).status_code for url in routes[:2]] == [202, 202]
