@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
+import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session
 from starlette.types import Message, Receive
@@ -38,6 +39,8 @@ from api.security import Principal
 from resources.settings import Settings
 from warehouse.db import utcnow
 from warehouse.usage import UPLOAD_BYTES, active_jobs, add_usage, job_with_key_exists, next_day_start, usage_value
+
+_log = structlog.get_logger("kiln.api")
 
 # Nothing tells when another upload or job will finish: a short, fixed hint.
 UPLOAD_RETRY_AFTER_SECONDS = 5
@@ -159,13 +162,17 @@ class UploadMeter:
 
 
 def _account(session: Session, workspace_id: uuid.UUID, amount: int, failed: bool) -> None:
-    if failed:
-        # The request's own work is rolled back anyway; the bytes it received still count.
-        session.rollback()
-        add_usage(session, workspace_id, UPLOAD_BYTES, amount)
-        session.commit()
-    else:
-        add_usage(session, workspace_id, UPLOAD_BYTES, amount)  # committed with the route's work
+    try:
+        if failed:
+            # The request's own work is rolled back anyway; the bytes it received still count.
+            session.rollback()
+            add_usage(session, workspace_id, UPLOAD_BYTES, amount)
+            session.commit()
+        else:
+            with session.begin_nested():  # committed with the route's work; a failure here undoes only itself
+                add_usage(session, workspace_id, UPLOAD_BYTES, amount)
+    except Exception:  # noqa: BLE001 - bookkeeping never turns a finished upload into an error
+        _log.warning("upload_usage_not_recorded", workspace_id=str(workspace_id), bytes=amount, exc_info=True)
 
 
 def upload_limits(job_kind: str | None = None) -> Any:
