@@ -219,6 +219,15 @@ def test_requests_per_token_are_rate_limited_per_minute(api):
     assert api.client.get("/v1/usage", headers=colleague.headers).status_code == 200, "per token"
 
 
+def test_signed_download_links_are_not_counted_against_the_token(api):
+    owner = api.tenant()
+    api.settings.rate_limit_requests_per_minute, api.settings.rate_limit_burst = 2, 0
+    link = api.client.post(f"/v1/artifacts/{api.artifact(owner)}/download-link", headers=owner.headers).json()["url"]
+    assert [api.client.get(link.removeprefix("http://testserver")).status_code for _ in range(5)] == [200] * 5
+    assert api.client.get("/v1/usage", headers=owner.headers).status_code == 200, "the link fetches used nothing"
+    assert_429(api.client.get("/v1/usage", headers=owner.headers), "rate_limited")
+
+
 def test_requests_per_token_burst(api):
     owner = api.tenant()
     api.settings.rate_limit_requests_per_minute, api.settings.rate_limit_burst = 0, 3
