@@ -229,6 +229,9 @@ def _precheck(request: Request, session: Session, settings: Settings, principal:
     used = usage_value(session, ws, UPLOAD_BYTES)
     length = request.headers.get("content-length", "")
     declared = int(length) if length.isdigit() else 0
+    if declared > quota:  # waiting for tomorrow would not help: say so
+        raise ApiProblem(413, "payload_too_large", f"This upload ({declared} bytes) is larger than the workspace's "
+                         f"whole daily upload quota ({quota} bytes).")
     if used >= quota or used + declared > quota:
         raise _quota_problem(used, quota, f"This workspace has used {used} of its {quota} upload bytes today "
                              f"(UTC){f' and this upload declares {declared}' if declared else ''}; the quota "

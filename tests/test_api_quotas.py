@@ -123,6 +123,9 @@ def test_daily_upload_quota_refuses_once_reached_and_not_before(api):
     assert stored_objects(api, owner) == objects and rows(api, owner, Template) == templates
     assert used(api, owner) == 2 * len(body), "refused before the body: nothing received, nothing counted"
     assert post(api, other, "/v1/templates", body).status_code == 201, "another workspace has its own quota"
+    api.settings.quota_upload_bytes_per_day = 1000  # one upload larger than a whole day's quota: no use retrying
+    r = post(api, other, "/v1/templates", multipart(b"\0" * 2000))
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
 
 
 def test_preflight_refuses_by_content_length_on_every_upload_route(api):

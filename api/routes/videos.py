@@ -259,7 +259,8 @@ def _discard_upload(session: Session, store: ObjectStore, workspace_id: uuid.UUI
                        "language": {"type": "string"}}}}}}},
 )
 async def upload_video(request: Request, principal: JobsWriter, session: DbSession, settings: SettingsDep,
-                       store: StoreDep, _limits: VideoUploadLimits, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                       store: StoreDep, _limits: VideoUploadLimits,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
     video_id, artifact_id = uuid.uuid4(), uuid.uuid4()
     key = artifact_key(principal.workspace_id, "input", video_id, artifact_id, "source")  # never the user's name
     release_connection(session)
