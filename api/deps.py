@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.observability import bind_context
 from api.problems import ApiProblem
+from api.ratelimit import enforce_rate_limit
 from api.security import AuthenticationFailed, Principal, authenticate, record_token_use
 from resources.objectstore import ObjectStore
 from resources.settings import Settings
@@ -80,6 +81,7 @@ def _principal(request: Request, session: RawSession, settings: SettingsDep,
                          headers=_UNAUTHORIZED_HEADERS) from None
     request.state.workspace_id = str(principal.workspace_id)
     request.state.user_id = str(principal.user_id)
+    enforce_rate_limit(request, settings, principal)  # per token, once it is known (api/ratelimit.py)
     # After the response, when this request's connection is back in the pool (see record_token_use).
     background.add_task(_stamp_token_use, engine, principal)
     return principal

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
 from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
-from api.routes import invitations, videos
+from api.routes import invitations, usage, videos
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
 from warehouse.db import is_postgres, make_engine
@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         version="1.0.0",
         description="Submit work, follow jobs and download artifacts. Authenticate with "
         "`Authorization: Bearer kiln_<prefix>_<secret>`; errors are application/problem+json.",
-        # Any route may answer a malformed body (400) or invalid parameters (422).
-        responses=problem_responses(400, 422),
+        # Any route may answer a malformed body (400) or invalid parameters (422); any authenticated
+        # one too many requests for its token (429, api/ratelimit.py).
+        responses=problem_responses(400, 422, 429),
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     install_problem_handlers(app)
     app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    for module in (health, workspaces, invitations, tokens, jobs, artifacts, videos, templates, bulk_runs):
+    for module in (health, workspaces, invitations, tokens, jobs, artifacts, videos, templates, bulk_runs, usage):
         app.include_router(module.router)
 
     # The Problem schema is referenced by every error response in the OpenAPI document.

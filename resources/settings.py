@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     # How long an invitation's acceptance token works, and how many may be pending per workspace.
     invitation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     max_pending_invitations: int = Field(default=1000, ge=1)
+    # Quotas and rate limits (api/limits.py; docs/architecture.md "Quotas and rate limits"). 0 turns a limit off.
+    # Bytes of upload request bodies a workspace may send per UTC day (refused and duplicate uploads count too).
+    quota_upload_bytes_per_day: int = Field(default=50 * 1024**3, ge=0)
+    # Jobs of one kind a workspace may have queued, running or retrying at once.
+    quota_concurrent_jobs_per_kind: int = Field(default=100, ge=0)
+    # Requests per API token per minute (a moving window), kept in each API process's memory.
+    rate_limit_requests_per_minute: int = Field(default=600, ge=0)
+    # Requests per API token in any one second: how much of the minute may arrive at once.
+    rate_limit_burst: int = Field(default=100, ge=0)
+    # Uploads in flight at once, per API process: per token and per workspace.
+    max_concurrent_uploads_per_token: int = Field(default=4, ge=0)
+    max_concurrent_uploads_per_workspace: int = Field(default=16, ge=0)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -47,7 +47,10 @@ def _build_app(root: Path, system_url: str, app_url: str):
         _, token = create_api_token(s, ws_id, user_id, "fuzz", ["*"], None, secret_key=SECRET)
         job_machine.submit_job(s, workspace_id=ws_id, kind="selftest", payload={"message": "seed"})
     engine.dispose()
-    app_settings = Settings(env="test", home=root, secret_key=SECRET, database_url=app_url, objects_dir=root / "objects")
+    # One token sends every generated request, hundreds a second: the rate limit would answer most of
+    # them (429, documented), so it is off here; tests/test_api_quotas.py covers it.
+    app_settings = Settings(env="test", home=root, secret_key=SECRET, database_url=app_url, objects_dir=root / "objects",
+                            rate_limit_requests_per_minute=0, rate_limit_burst=0)
     app = create_app(app_settings, store=LocalObjectStore(root=str(root / "objects")), configure_logs=False)
     return app, token
 

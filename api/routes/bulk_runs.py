@@ -36,6 +36,7 @@ from api.deps import (
     request_id,
 )
 from api.links import LinkMinter, Links
+from api.limits import ensure_job_capacity, upload_limits
 from api.pagination import Cursor, Page, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.templates import load_template, load_version
@@ -59,6 +60,7 @@ SMALL_FORM_BYTES = 64 * 1024  # a form without a file (source_url) is parsed in 
 DEFAULT_PATTERN = "row-{row}"
 
 IdempotencyKey = idempotency_key_header()
+BulkUploadLimits = upload_limits(KIND)  # quotas and upload caps, checked before the body (api/limits.py)
 
 
 class BulkRunOut(BaseModel):
@@ -201,6 +203,7 @@ def _check_spreadsheet(store, upload: StreamedUpload, required: list[str], patte
 
 
 def _submit_job(session, principal, settings, run_id, payload, fingerprint, idempotency_key, request):
+    ensure_job_capacity(session, settings, principal.workspace_id, KIND, idempotency_key)
     return job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=KIND, payload=payload, fingerprint_payload=fingerprint,
         idempotency_key=idempotency_key, max_attempts=settings.job_max_attempts, subject_id=run_id,
@@ -212,9 +215,9 @@ def _submit_job(session, principal, settings, run_id, payload, fingerprint, idem
 
 @router.post("/templates/{id}/bulk-runs", status_code=202, response_model=BulkRunOut,
              responses={200: {"model": BulkRunOut, "description": "The run an earlier request with this key made"},
-                        **problem_responses(404, 409, 413, 415)})
+                        **problem_responses(404, 409, 413, 415, 429)})
 async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
-                          settings: SettingsDep, store: StoreDep,
+                          settings: SettingsDep, store: StoreDep, _limits: BulkUploadLimits,
                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """multipart: ``file`` (CSV or XLSX) or ``source_url``; ``format`` docx|pdf|both; ``filename_pattern``."""
     template = await anyio.to_thread.run_sync(load_template, session, principal.workspace_id, id)

@@ -15,6 +15,7 @@ from api.deps import (
     DbSession, JobsReader, JobsWriter, SettingsDep, audit, authorize, idempotency_key_header, request_id,
 )
 from api.job_kinds import get_job_kind, job_kinds
+from api.limits import ensure_job_capacity
 from api.observability import bind_context
 from api.pagination import Cursor, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
@@ -81,6 +82,7 @@ def submit_job(
     except ValidationError as exc:
         errors = [{"loc": ["body", "payload", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise ApiProblem(422, "validation_error", f"payload: {errors[0]['msg']}", errors=errors) from None
+    ensure_job_capacity(session, settings, principal.workspace_id, kind.name, idempotency_key)
     result = job_machine.submit_job(
         session,
         workspace_id=principal.workspace_id,

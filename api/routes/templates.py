@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
+from api.limits import UploadLimits
 from api.pagination import Cursor, Page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime, has_control_chars
@@ -242,9 +243,9 @@ async def _dropping_upload_on_error(store: ObjectStore, key: str, work):
 
 # --------------------------------------------------------------------------- routes
 
-@router.post("", status_code=201, response_model=TemplateOut, responses=problem_responses(413, 415))
+@router.post("", status_code=201, response_model=TemplateOut, responses=problem_responses(413, 415, 429))
 async def create_template(request: Request, principal: JobsWriter, session: DbSession, settings: SettingsDep,
-                          store: StoreDep) -> JSONResponse:
+                          store: StoreDep, _limits: UploadLimits) -> JSONResponse:
     """Upload a .docx as a new template (form field ``file``; optional ``name``)."""
     template_id = uuid.uuid4()
     release_connection(session)
@@ -268,9 +269,9 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
 
 @router.post("/{id}/versions", status_code=201, response_model=TemplateVersionOut,
              responses={200: {"model": TemplateVersionOut, "description": "These bytes are already a version"},
-                        **problem_responses(404, 413, 415)})
+                        **problem_responses(404, 413, 415, 429)})
 async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
-                      settings: SettingsDep, store: StoreDep) -> JSONResponse:
+                      settings: SettingsDep, store: StoreDep, _limits: UploadLimits) -> JSONResponse:
     """Upload a new version; the same bytes as an existing version answer that version (200)."""
     template = await anyio.to_thread.run_sync(load_template, session, principal.workspace_id, id)
     authorize(principal, "editor", "jobs:write")

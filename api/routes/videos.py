@@ -36,6 +36,7 @@ from api.deps import (
     request_id,
 )
 from api.job_kinds import register_job_kind
+from api.limits import ensure_job_capacity, upload_limits
 from api.links import LinkMinter, Links
 from api.observability import bind_context
 from api.pagination import Cursor, newest_first_page
@@ -76,6 +77,7 @@ MEDIA_TYPES = frozenset({
 
 IdempotencyKey = idempotency_key_header(
     "Same key + same upload returns the first video; a different upload answers 409")
+VideoUploadLimits = upload_limits(JOB_KIND)  # quotas and upload caps, checked before the body (api/limits.py)
 
 
 class VideoNotesPayload(BaseModel):
@@ -127,6 +129,7 @@ def _load(session: Session, principal: Principal, video_id: uuid.UUID) -> VideoA
 def _submit(session: Session, principal: Principal, settings: Settings, request: Request, video_id: uuid.UUID,
             options: dict[str, Any], idempotency_key: str | None, fingerprint: dict[str, Any]) -> job_machine.SubmitResult:
     payload = VideoNotesPayload(video_id=video_id, **options).model_dump(mode="json")
+    ensure_job_capacity(session, settings, principal.workspace_id, JOB_KIND, idempotency_key)
     return job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=JOB_KIND, payload=payload, idempotency_key=idempotency_key,
         fingerprint_payload=fingerprint, max_attempts=settings.job_max_attempts, subject_id=video_id,
@@ -250,14 +253,15 @@ def _discard_upload(session: Session, store: ObjectStore, workspace_id: uuid.UUI
     status_code=202,
     response_model=VideoOut,
     responses={200: {"model": VideoOut, "description": "The same bytes (or Idempotency-Key) were uploaded before"},
-               **problem_responses(409, 413, 415)},
+               **problem_responses(409, 413, 415, 429)},
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary"}, "exact_clips": {"type": "boolean"},
                        "language": {"type": "string"}}}}}}},
 )
 async def upload_video(request: Request, principal: JobsWriter, session: DbSession, settings: SettingsDep,
-                       store: StoreDep, links: Links, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                       store: StoreDep, links: Links, _limits: VideoUploadLimits,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
     video_id, artifact_id = uuid.uuid4(), uuid.uuid4()
     key = artifact_key(principal.workspace_id, "input", video_id, artifact_id, "source")  # never the user's name
     release_connection(session)
