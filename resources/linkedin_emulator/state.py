@@ -54,7 +54,7 @@ class EmulatorConfig:
             if name not in known:
                 raise ValueError(f"unknown setting {name}")
             current = getattr(self, name)
-            if isinstance(current, tuple) or (name == "granted_scopes" and value is not None):
+            if value is not None and (isinstance(current, tuple) or name == "granted_scopes"):
                 value = tuple(value)
             setattr(self, name, value)
         for kind in self.fault_kinds:
