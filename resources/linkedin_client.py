@@ -151,14 +151,15 @@ class LinkedInClient:
         url = f"{self.config.auth_base_url.rstrip('/')}/oauth/v2/accessToken"
         sent_at = datetime.now(UTC)
         response = self._send("POST", url, "token", data=form)  # httpx form-encodes `data`
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            # Transient: the caller retries later; it must never treat this as a revoked grant.
+            raise LinkedInUnavailable(f"LinkedIn's token endpoint answered {response.status_code}.",
+                                      status=response.status_code)
         body = self._json(response, "token")
         scrub = (*secrets_in_play, secret)
         if response.status_code != 200:
             error = str(body.get("error") or "") if isinstance(body, dict) else ""
             description = _scrub(clean_message(body.get("error_description") if isinstance(body, dict) else ""), scrub)
-            if response.status_code >= 500:
-                raise LinkedInUnavailable(f"LinkedIn's token endpoint answered {response.status_code}.",
-                                          status=response.status_code)
             raise LinkedInAuthError(f"LinkedIn refused the token request ({error or response.status_code}): {description}",
                                     status=response.status_code, error=error or None)
         try:

@@ -17,10 +17,13 @@ to the newest key without returning the plaintext to the caller. Decrypted value
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,9 +199,19 @@ class LocalKeyring:
             raise KeyringInsecure(f"The keyring {self.path} has no usable 256-bit key.")
         self._keys, self._order = keys, [str(e["id"]) for e in entries]
 
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise rotations across processes: a lost key would make its secrets unreadable forever."""
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def rotate(self) -> str:
         """Add a new newest key (used for wrapping from now on); older keys stay for reading."""
-        with self._lock:
+        with self._lock, self._file_lock():
             self._load()
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             entry = self._new_entry()

@@ -55,7 +55,16 @@ class EmulatorConfig:
                 raise ValueError(f"unknown setting {name}")
             current = getattr(self, name)
             if value is not None and (isinstance(current, tuple) or name == "granted_scopes"):
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{name} must be a list of strings")
                 value = tuple(value)
+            elif isinstance(current, bool) and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
+            elif isinstance(current, (int, float)) and not isinstance(current, bool):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative number")
+            elif isinstance(current, str) and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string")
             setattr(self, name, value)
         for kind in self.fault_kinds:
             if kind not in FAULT_KINDS:

@@ -257,3 +257,33 @@ def test_random_faults_with_a_seed_are_reproducible(emu, client):
 
     first, second = run(7), run(7)
     assert first == second and {"201", "500"} <= set(first)
+
+
+def test_slow_answer_times_out_and_reconciliation_still_posts_once(emu):
+    emu.config.update({"slow_s": 1.0})
+    body = build_post_body("urn:li:person:EmuMember1", "Slow day (really)")
+    with client_for(emu, read_timeout_s=0.3) as client:
+        tokens = connect(emu, client)
+        httpx.post(f"{emu.base_url}/_emulator/faults", json={"queue": ["slow"]}).raise_for_status()
+        obs = client.create_post(tokens.access_token, body)
+        assert obs.failure is TransportFailure.timeout_after_send
+        outcome = classify(client.create_post(tokens.access_token, body), ClassifyContext(now=NOW, reconciling=True))
+        assert outcome.kind is OutcomeKind.published
+    import time
+
+    time.sleep(1.0)  # let the slow request finish: it finds the post and stores nothing
+    summary = posted(emu)
+    assert (summary["count"], summary["duplicates"]) == (1, 0) and summary["posts"][0]["id"] == outcome.post_urn
+
+
+def test_latency_setting_delays_answers(emu, client):
+    tokens = connect(emu, client)
+    emu.config.update({"latency_s": 0.3})
+    try:
+        import time
+
+        started = time.monotonic()
+        client.userinfo(tokens.access_token)
+        assert time.monotonic() - started >= 0.3
+    finally:
+        emu.config.update({"latency_s": 0.0})

@@ -92,5 +92,11 @@ def test_post_body_and_header_checks():
         headers["X-Restli-Protocol-Version"] = "2.0.0"
         bad = httpx.post(f"{emu.base_url}/rest/posts", json={"author": "urn:li:person:EmuMember1"}, headers=headers)
         assert bad.status_code == 422 and bad.json()["message"].startswith("/commentary")
+        forced = httpx.post(f"{emu.base_url}/rest/posts", headers=headers | {"X-Emulator-Fault": "server_error"},
+                            json={"author": "urn:li:person:EmuMember1", "commentary": "x", "visibility": "PUBLIC",
+                                  "distribution": {"feedDistribution": "MAIN_FEED"}, "lifecycleState": "PUBLISHED"})
+        assert forced.status_code == 500 and emu.state.summary()["faults_injected"] == {"server_error": 1}
+        assert httpx.post(f"{emu.base_url}/_emulator/config", json={"latency_s": "slow"}).status_code == 400
+        assert httpx.post(f"{emu.base_url}/_emulator/config", json={"redirect_uris": "x"}).status_code == 400
         no_token = httpx.post(f"{emu.base_url}/rest/posts", json={}, headers=headers | {"Authorization": "Bearer nope"})
         assert no_token.status_code == 401 and no_token.json()["code"] == "INVALID_ACCESS_TOKEN"

@@ -119,7 +119,31 @@ def test_keyring_file_is_0600_even_with_a_permissive_umask(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "keyring.json").stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["keyring.json"]  # no temp file left behind
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_concurrent_rotations_lose_no_key(tmp_path):
+    import threading
+
+    path = tmp_path / "keyring.json"
+    LocalKeyring(path)
+    made: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def rotate() -> None:
+        keyring = LocalKeyring(path)  # one object per "process"
+        barrier.wait()
+        for _ in range(5):
+            made.append(keyring.rotate())
+
+    threads = [threading.Thread(target=rotate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(made) <= set(LocalKeyring(path).key_ids()) and len(LocalKeyring(path).key_ids()) == 21
 
 
 def test_keyring_readable_by_others_is_refused(tmp_path):
