@@ -135,7 +135,7 @@ def validate_commentary(draft_text: str, *, max_chars: int = MAX_COMMENTARY_CHAR
                     "commentary_mention_invalid", "A mention name must not start or end with spaces.", match.start()
                 )
             )
-    for match in _HASHTAG_RE.finditer(draft_text):
+    for match in _hashtag_matches(draft_text):
         if len(match.group("tag")) > 100:
             issues.append(
                 CommentaryIssue("commentary_hashtag_invalid", "A hashtag is longer than 100 characters.", match.start())
@@ -143,8 +143,13 @@ def validate_commentary(draft_text: str, *, max_chars: int = MAX_COMMENTARY_CHAR
     return issues
 
 
+def _hashtag_matches(draft_text: str) -> list[re.Match[str]]:
+    # Through the combined pattern: a '#' inside a mention's name is part of the mention, not a hashtag.
+    return [m for m in _TOKEN_RE.finditer(draft_text) if m.group("tag")]
+
+
 def hashtags_in(draft_text: str) -> list[str]:
-    return [m.group("tag") for m in _HASHTAG_RE.finditer(draft_text)]
+    return [m.group("tag") for m in _hashtag_matches(draft_text)]
 
 
 def mentions_in(draft_text: str) -> list[tuple[str, str]]:

@@ -38,7 +38,7 @@ def test_escaped_text_is_shown_exactly_as_written(text):
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(["Step 1) ", "(x)", "#tag", " #Äpfel_2", "C#", "#1", "@", "@[Ada](urn:li:person:a1)",
-                                 "@[Bad](http://x)", "{", "}", "\\", " -- ", "🚀", "\n", "word", "_x_", "~", "<b>"]),
+                                 "@[Bad](http://x)", "@[#Ada](urn:li:person:a2)", "@[A_b (CTO)](urn:li:organization:9)", "{", "}", "\\", " -- ", "🚀", "\n", "word", "_x_", "~", "<b>"]),
                 max_size=12))
 def test_rendered_draft_shows_its_visible_text(parts):
     draft = "".join(parts)
@@ -78,6 +78,12 @@ def test_validation_before_approval():
     assert [i.code for i in validate_commentary("#" + "a" * 101)] == ["commentary_hashtag_invalid"]
     for issue in bad:
         assert "<" not in issue.message and "'" not in issue.message  # plain text, no repr
+
+
+def test_hash_inside_a_mention_name_is_not_a_hashtag():
+    draft = "@[#Ada](urn:li:person:a2) #real"
+    assert hashtags_in(draft) == ["real"] and mentions_in(draft) == [("#Ada", "urn:li:person:a2")]
+    assert parse(render_commentary(draft)).hashtags == ["real"]
 
 
 def test_utf16_length():

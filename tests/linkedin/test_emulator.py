@@ -100,3 +100,35 @@ def test_post_body_and_header_checks():
         assert httpx.post(f"{emu.base_url}/_emulator/config", json={"redirect_uris": "x"}).status_code == 400
         no_token = httpx.post(f"{emu.base_url}/rest/posts", json={}, headers=headers | {"Authorization": "Bearer nope"})
         assert no_token.status_code == 401 and no_token.json()["code"] == "INVALID_ACCESS_TOKEN"
+
+
+def test_emulator_runs_as_a_process():
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]  # this checkout, whatever is installed in the venv
+    env = os.environ | {"PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "resources.linkedin_emulator", "--port", str(port)], cwd=root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/_emulator/posts", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the emulator process did not start"
+                time.sleep(0.1)
+        assert answer.json()["count"] == 0
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "not LinkedIn" in out
