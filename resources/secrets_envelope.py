@@ -161,12 +161,10 @@ class LocalKeyring:
             "material": base64.b64encode(AESGCM.generate_key(bit_length=256)).decode("ascii"),
         }
 
-    def _write(self, doc: dict[str, Any], *, exclusive: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        target = self.path if exclusive else self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    @staticmethod
+    def _write_file(target: Path, doc: dict[str, Any]) -> None:
         # Mode 0600 at creation (no window where the file is readable by others), whatever the umask.
-        fd = os.open(target, flags, 0o600)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -176,14 +174,24 @@ class LocalKeyring:
         except BaseException:
             target.unlink(missing_ok=True)
             raise
-        if not exclusive:
-            os.replace(target, self.path)
+
+    def _replace(self, doc: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self._write_file(tmp, doc)
+        os.replace(tmp, self.path)
 
     def _create(self) -> None:
+        # Written in full under a temporary name, then linked into place: another process never reads a
+        # half-written keyring, and if two create at once, the first link wins and the other uses it.
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._write({"version": 1, "keys": [self._new_entry()]}, exclusive=True)
+            self._write_file(tmp, {"version": 1, "keys": [self._new_entry()]})
+            os.link(tmp, self.path)
         except FileExistsError:
-            pass  # another process created it first: use theirs
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _load(self) -> None:
         mode = self.path.stat().st_mode & 0o777
@@ -216,7 +224,7 @@ class LocalKeyring:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             entry = self._new_entry()
             doc["keys"].append(entry)
-            self._write(doc, exclusive=False)
+            self._replace(doc)
             self._load()
             return entry["id"]
 

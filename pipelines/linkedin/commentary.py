@@ -81,7 +81,7 @@ def visible_text(draft_text: str) -> str:
 
 
 def utf16_length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,10 @@ def validate_commentary(draft_text: str, *, max_chars: int = MAX_COMMENTARY_CHAR
         if char in _ALLOWED_CONTROLS:
             continue
         category = unicodedata.category(char)
-        if category == "Cc" or category == "Cs":
+        if category == "Cs":  # a lone surrogate is not text: nothing else can be judged
+            issues.append(CommentaryIssue("commentary_invalid_character", "The text is not valid Unicode.", index))
+            return issues
+        if category == "Cc":
             issues.append(
                 CommentaryIssue("commentary_control_character", f"Control character U+{ord(char):04X}.", index)
             )

@@ -75,6 +75,7 @@ def test_validation_before_approval():
     bad = validate_commentary("hi @[Ada](https://linkedin.com/in/ada) and @[](urn:li:person:x1)")
     assert [i.code for i in bad] == ["commentary_mention_invalid"] * 2 and bad[0].offset == 3
     assert [i.code for i in validate_commentary("bell \x07")] == ["commentary_control_character"]
+    assert [i.code for i in validate_commentary("half \ud83d emoji")] == ["commentary_invalid_character"]
     assert [i.code for i in validate_commentary("#" + "a" * 101)] == ["commentary_hashtag_invalid"]
     for issue in bad:
         assert "<" not in issue.message and "'" not in issue.message  # plain text, no repr

@@ -124,6 +124,30 @@ def test_keyring_file_is_0600_even_with_a_permissive_umask(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
 
+def test_concurrent_first_use_agrees_on_one_keyring(tmp_path):
+    import threading
+
+    path = tmp_path / "keyring.json"
+    barrier = threading.Barrier(6)
+    rings: list[LocalKeyring] = []
+    errors: list[Exception] = []
+
+    def open_ring() -> None:
+        barrier.wait()
+        try:
+            rings.append(LocalKeyring(path))
+        except Exception as exc:  # a half-written file would show up here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_ring) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len({tuple(r.key_ids()) for r in rings}) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keyring.json"]
+
+
 def test_concurrent_rotations_lose_no_key(tmp_path):
     import threading
 
