@@ -287,3 +287,36 @@ def test_latency_setting_delays_answers(emu, client):
         assert time.monotonic() - started >= 0.3
     finally:
         emu.config.update({"latency_s": 0.0})
+
+
+def test_posting_loop_with_random_faults_posts_each_draft_exactly_once(emu):
+    """A preview of the scheduler's rule on 30 drafts over 3 members with 40 % faults of every kind:
+    ambiguous outcomes are reconciled by an identical resend, never counted as a new post."""
+    emu.config.update({"fault_rate": 0.4, "fault_seed": 11, "slow_s": 0.6, "hang_s": 0.6})
+    emu.state.rng.seed(11)
+    decided: dict[str, str] = {}
+    with client_for(emu, read_timeout_s=0.3) as client:
+        tokens = {m: connect(emu, client, member=m).access_token for m in ("Ann1", "Ben2", "Cat3")}
+        for n in range(30):
+            member = ("Ann1", "Ben2", "Cat3")[n % 3]
+            body = build_post_body(f"urn:li:person:{member}", f"Post {n}: step 1) (x) #tag{n} -- 🚀")
+            reconciling = refreshed = False
+            for _attempt in range(8):
+                outcome = classify(client.create_post(tokens[member], body),
+                                   ClassifyContext(now=NOW, reconciling=reconciling, refreshed_already=refreshed))
+                if outcome.kind is OutcomeKind.published:
+                    decided[body["commentary"]] = outcome.post_urn
+                    break
+                reconciling = reconciling or outcome.kind is OutcomeKind.ambiguous
+                refreshed = outcome.kind is OutcomeKind.refresh  # the emulated 401 is transient: "refresh" and go on
+                assert outcome.kind in (OutcomeKind.ambiguous, OutcomeKind.refresh, OutcomeKind.retry), outcome
+            else:
+                decided[body["commentary"]] = "needs_review"
+    import time
+
+    time.sleep(0.7)  # slow requests still in flight finish (and find their post already there)
+    summary = posted(emu)
+    published = {urn for urn in decided.values() if urn != "needs_review"}
+    assert summary["duplicates"] == 0 and summary["count"] == len(published) == len(decided) == 30
+    assert published == {p["id"] for p in summary["posts"]}
+    assert sum(summary["faults_injected"].values()) >= 10
