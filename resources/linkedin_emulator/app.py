@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from resources.linkedin_emulator.littletext import parse, utf16_length
-from resources.linkedin_emulator.state import AFTER_COMMIT, EmulatorConfig, EmulatorState
+from resources.linkedin_emulator.state import FAULT_KINDS, EmulatorConfig, EmulatorState
 
 VISIBILITIES = {"PUBLIC", "CONNECTIONS", "LOGGED_IN", "CONTAINER"}
 
@@ -116,7 +116,8 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
                                         "Unable to retrieve access token: authorization code not found")
                 if entry["redirect_uri"] != form.get("redirect_uri"):
                     return _oauth_error(400, "invalid_request",
-                                        "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code")
+                                        "Unable to retrieve access token: appid/redirect uri/code verifier "
+                                        "does not match authorization code")
                 return JSONResponse(state.issue_tokens(entry["sub"], entry["scopes"], cfg.client_id))
             if grant_type == "refresh_token":
                 grant = state.refresh_tokens.get(str(form.get("refresh_token", "")))
@@ -194,7 +195,8 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
             exhausted = state.count_call(grant.sub)
             if exhausted:
                 return _rest_error(429, "TOO_MANY_REQUESTS",
-                                   f"Resource level throttle {exhausted.upper()} DAY limit for calls to this resource is reached.")
+                                   f"Resource level throttle {exhausted.upper()} DAY limit "
+                                   "for calls to this resource is reached.")
             parsed = parse(body["commentary"])
             if utf16_length(parsed.text) > cfg.max_commentary_chars:
                 return _rest_error(422, "UNPROCESSABLE_ENTITY",
@@ -217,7 +219,8 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
             if problem:
                 return problem
             if "r_member_social" not in grant.scopes:
-                return _rest_error(403, "ACCESS_DENIED", "Not enough permissions to access: partnerApiPostsExternal.FINDER-author", 100)
+                return _rest_error(403, "ACCESS_DENIED",
+                                   "Not enough permissions to access: partnerApiPostsExternal.FINDER-author", 100)
             q = request.query_params
             author = q.get("author", "")
             if q.get("q") != "author" or author != f"urn:li:person:{grant.sub}":
@@ -252,8 +255,6 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
         if not isinstance(queue, list) or not all(isinstance(k, str) for k in queue):
             return JSONResponse({"error": "queue must be a list of fault kinds"}, status_code=400)
         with state.lock:
-            from resources.linkedin_emulator.state import FAULT_KINDS
-
             if any(k not in FAULT_KINDS for k in queue):
                 return JSONResponse({"error": f"fault kinds: {', '.join(FAULT_KINDS)}"}, status_code=400)
             state.fault_queue.extend(queue)

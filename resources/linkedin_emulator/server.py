@@ -43,8 +43,8 @@ class EmulatorServer:
 
     def _uvicorn(self) -> uvicorn.Server:
         logging.getLogger("uvicorn.error").addFilter(_DropEmulatedResets())
-        config = uvicorn.Config(self.app, host=self._host, port=self._port, log_level="warning", access_log=False, http="h11", lifespan="off",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(self.app, host=self._host, port=self._port, log_level="warning", access_log=False,
+                                http="h11", lifespan="off", timeout_graceful_shutdown=1)
         return uvicorn.Server(config)
 
     def start(self, timeout: float = 10.0) -> EmulatorServer:

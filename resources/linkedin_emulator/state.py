@@ -155,7 +155,8 @@ class EmulatorState:
     # -- posting -----------------------------------------------------------------------------
     def version_problem(self, version: str | None) -> tuple[int, str, str] | None:
         if not version:
-            return 400, "VERSION_MISSING", "A version must be present. Please specify a version by adding the LinkedIn-Version header."
+            return 400, "VERSION_MISSING", ("A version must be present. "
+                                            "Please specify a version by adding the LinkedIn-Version header.")
         index = month_index(version)
         current = month_index(self.config.current_version or f"{self.now():%Y%m}")
         assert current is not None

@@ -13,7 +13,7 @@ from pipelines.linkedin.commentary import build_post_body, validate_commentary, 
 from pipelines.linkedin.outcomes import ClassifyContext, OutcomeKind, TransportFailure, classify, find_matching_post
 from resources.linkedin_client import LinkedInAuthError, LinkedInPermissionError
 from resources.linkedin_emulator import FAULT_KINDS
-from tests.linkedin.support import API_VERSION, REDIRECT_URI, client_for, connect, consent, running_emulator
+from tests.linkedin.support import API_VERSION, client_for, connect, consent, running_emulator
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
