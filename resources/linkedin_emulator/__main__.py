@@ -1,0 +1,3 @@
+from resources.linkedin_emulator.server import main
+
+main()
