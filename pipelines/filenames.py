@@ -47,7 +47,7 @@ def _clean_chars(text: str, replacement: str) -> str:
             ch = " "
         substituted = False
         out.append(ch)
-    return "".join(out)
+    return unicodedata.normalize("NFC", "".join(out))  # again: a dropped character may have split a pair
 
 
 def _trim(name: str) -> str:

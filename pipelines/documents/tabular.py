@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, BinaryIO, TextIO
 
 from charset_normalizer import from_bytes
 
-from pipelines.documents.errors import MissingColumns, TabularInvalid
+from pipelines.documents.errors import MissingColumns, ParseBudgetExceeded, TabularInvalid, TooManyRows
 from pipelines.documents.xlsx_limits import check_xlsx_expansion
 from pipelines.filenames import safe_name
 
@@ -266,6 +267,27 @@ def iter_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]]:
 
 
 # --- checks ---------------------------------------------------------------------------------
+
+def count_rows(rows: Iterator[dict[str, str]], max_rows: int, seconds: float) -> int:
+    """The number of data rows, read at most ``max_rows + 1`` rows and ``seconds`` far: ``TooManyRows``
+    past the first bound, ``ParseBudgetExceeded`` past the second. Closes ``rows`` either way."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    try:
+        for _ in rows:
+            count += 1
+            if count > max_rows:
+                raise TooManyRows(f"The spreadsheet has more than {max_rows:,} rows; at most {max_rows:,} are "
+                                  "allowed in one bulk run. Split it into several runs.", max_rows=max_rows)
+            if time.monotonic() > deadline:
+                raise ParseBudgetExceeded(f"Reading the spreadsheet took longer than {seconds:g} s; "
+                                          "split it into smaller files.", seconds=seconds)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+    return count
+
 
 def check_columns(columns: Iterable[str], required: Iterable[str]) -> None:
     """Raise ``MissingColumns`` naming every required field without a column."""
