@@ -210,3 +210,13 @@ def test_row_limit_is_checked_at_submit_and_keeps_nothing(api):
     assert r.status_code == 202, r.text
     r = api.client.post(url, headers=owner.headers, files={"file": ("r.xlsx", _xlsx(3), "application/octet-stream")})
     assert r.status_code == 202, r.text
+
+
+def test_control_characters_in_the_form_are_refused_before_reading(api):
+    owner = api.tenant()
+    url = f"/v1/templates/{_template(api, owner)}/bulk-runs"
+    before = _counts(api)
+    r = api.client.post(url, headers=owner.headers, data={"filename_pattern": "{last_name}\x00{row}"},
+                        files={"file": ("r.csv", b"first_name,last_name,amount\nA,B,1\n", "text/csv")})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_filename_pattern", r.text
+    assert _counts(api) == before

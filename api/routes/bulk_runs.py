@@ -13,9 +13,7 @@ calls cannot both queue a job on the same partition.
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
@@ -25,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from api.bulk_input import check_spreadsheet, form_options, required_fields
 from api.deps import (
     DbSession,
     JobsReader,
@@ -40,23 +39,20 @@ from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.artifacts import available_download_url
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
-from api.uploads import StreamedUpload, stream_upload_to_store
+from api.uploads import stream_upload_to_store
 from assets.documents_bulk import KIND
 from assets.documents_source import check_fetch_allowed
-from pipelines.documents.tabular import check_columns, count_rows, iter_rows, pattern_fields
 from resources.objectstore import artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
 from warehouse.artifacts import expiry, sanitize_filename
 from warehouse.db import utcnow
-from warehouse.documents import BulkRow, BulkRun, TemplateField, TemplateVersion
+from warehouse.documents import BulkRow, BulkRun, TemplateVersion
 from warehouse.models import Artifact, Job
 
 router = APIRouter(prefix="/v1", tags=["bulk runs"], responses=problem_responses(401, 403, 422))
 
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SMALL_FORM_BYTES = 64 * 1024  # a form without a file (source_url) is parsed in memory
-DEFAULT_PATTERN = "row-{row}"
 
 IdempotencyKey = idempotency_key_header()
 
@@ -181,50 +177,6 @@ async def _receive_rows(request: Request, store, settings: Settings, workspace_i
     return upload, upload.fields
 
 
-def _check_spreadsheet(store, settings: Settings, upload: StreamedUpload, required: list[str], pattern: str) -> str:
-    """Check the header against the template and count the rows (422 ``too_many_rows``), within
-    ``documents_parse_seconds``; answers the upload's content type, told by its bytes. Runs in a
-    worker thread and touches no database connection: it reads a file of up to ``max_upload_bytes``."""
-    with tempfile.TemporaryDirectory(prefix="kiln-rows-") as tmp:
-        path = Path(tmp, "rows")  # a server-made name: the reader tells CSV from XLSX by content
-        store.download_to(upload.key, str(path))
-        columns, rows = iter_rows(path)  # XLSX: bounded expansion first (422 xlsx_zip_bomb)
-        try:
-            check_columns(columns, required)
-        except BaseException:
-            rows.close()
-            raise
-        count_rows(rows, settings.documents_max_rows, settings.documents_parse_seconds)
-        with open(path, "rb") as fh:
-            is_xlsx = fh.read(4) == b"PK\x03\x04"
-    unknown = [f for f in pattern_fields(pattern) if f != "row" and f not in columns]
-    if unknown:
-        raise ApiProblem(422, "invalid_filename_pattern",
-                         f"filename_pattern names columns the spreadsheet lacks: {', '.join(unknown)}.",
-                         missing=unknown)
-    return XLSX_TYPE if is_xlsx else "text/csv"
-
-
-def _required_fields(session: Session, version: TemplateVersion) -> list[str]:
-    return list(session.scalars(select(TemplateField.name).where(
-        TemplateField.workspace_id == version.workspace_id, TemplateField.template_version_id == version.id,
-        TemplateField.required.is_(True))))
-
-
-def _form_options(fields: dict[str, str], upload: StreamedUpload | None) -> tuple[str, str, str | None]:
-    """(format, filename_pattern, source_url) from the form, checked before any parsing."""
-    fmt = fields.get("format", "docx")
-    if fmt not in ("docx", "pdf", "both"):
-        raise ApiProblem(422, "invalid_format", "format must be docx, pdf or both.")
-    pattern = (fields.get("filename_pattern") or DEFAULT_PATTERN).strip()[:255]
-    source_url = (fields.get("source_url") or "").strip() or None
-    if upload is None and source_url is None:
-        raise ApiProblem(422, "missing_file", "Send the spreadsheet in the 'file' field, or a 'source_url'.")
-    if upload is not None and source_url is not None:
-        raise ApiProblem(422, "ambiguous_input", "Send either a file or a source_url, not both.")
-    return fmt, pattern, source_url
-
-
 def _submit_job(session, principal, settings, run_id, payload, fingerprint, idempotency_key, request):
     return job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=KIND, payload=payload, fingerprint_payload=fingerprint,
@@ -248,19 +200,19 @@ async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader
     if version.status != "valid":
         raise ApiProblem(422, "template_invalid", "The template's latest version has broken tags; upload a fixed "
                          "version first.", errors=version.errors)
-    required = await anyio.to_thread.run_sync(_required_fields, session, version)
+    required = await anyio.to_thread.run_sync(required_fields, session, version)
     run_id, artifact_id = uuid.uuid4(), uuid.uuid4()
     release_connection(session)
     upload, fields = await _receive_rows(request, store, settings, principal.workspace_id, run_id, artifact_id)
     try:
-        fmt, pattern, source_url = _form_options(fields, upload)
+        fmt, pattern, source_url = form_options(fields, upload)
         content_type = None
         if upload is not None:
             # Off the event loop and before the database is used again: the parse is linear and bounded
             # (size, rows, seconds), but a big upload still takes seconds, and must not hold a connection.
             # MissingColumns -> 422 `missing`; TooManyRows -> 422 too_many_rows.
             content_type = await anyio.to_thread.run_sync(
-                _check_spreadsheet, store, settings, upload, required, pattern)
+                check_spreadsheet, store, settings, upload, required, pattern)
         else:
             check_fetch_allowed(source_url, settings)
         return await anyio.to_thread.run_sync(
