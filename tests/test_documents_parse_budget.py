@@ -130,30 +130,35 @@ def _template(api, owner) -> str:
     return r.json()["id"]
 
 
+BIG_QUOTES = ("first_name,last_name,amount\n" + '"\n' * 1_000_000).encode()  # 2 MB: the streamed path
+MANY_ROWS = b"first_name,last_name,amount\n" + b"Ada,Lovelace,12.50\n" * 100_000  # at the default limit
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_review_payload_answers_fast_and_the_event_loop_keeps_serving(api, db_url):
+def test_hostile_uploads_answer_fast_and_the_event_loop_keeps_serving(api, db_url):
     owner = api.tenant()
     url = f"/v1/templates/{_template(api, owner)}/bulk-runs"
-    outcome: dict = {}
     with serve(api.app) as base, httpx.Client(base_url=base, timeout=60) as client:
         assert client.get("/healthz").status_code == 200
+        for payload, limit in ((REVIEW_PAYLOAD, 2), (BIG_QUOTES, 3), (MANY_ROWS, 5)):
+            outcome: dict = {}
 
-        def submit() -> None:
-            started = time.perf_counter()
-            r = client.post(url, headers=owner.headers, files={"file": ("r.csv", REVIEW_PAYLOAD, "text/csv")})
-            outcome.update(status=r.status_code, body=r.json(), seconds=time.perf_counter() - started)
+            def submit(payload=payload, outcome=outcome) -> None:
+                started = time.perf_counter()
+                r = client.post(url, headers=owner.headers, files={"file": ("r.csv", payload, "text/csv")})
+                outcome.update(status=r.status_code, body=r.json(), seconds=time.perf_counter() - started)
 
-        health_times: list[float] = []
-        thread = threading.Thread(target=submit)
-        thread.start()
-        while thread.is_alive() and len(health_times) < 200:
-            started = time.perf_counter()
-            assert client.get("/healthz").status_code == 200
-            health_times.append(time.perf_counter() - started)
-        thread.join(60)
-    assert outcome["status"] in (202, 422), outcome
-    assert outcome["seconds"] < 2, outcome
-    assert health_times and max(health_times) < 1, health_times
+            health_times: list[float] = []
+            thread = threading.Thread(target=submit)
+            thread.start()
+            while thread.is_alive() and len(health_times) < 500:
+                started = time.perf_counter()
+                assert client.get("/healthz").status_code == 200
+                health_times.append(time.perf_counter() - started)
+            thread.join(60)
+            assert outcome["status"] in (202, 422), outcome  # a typed answer, never a 500
+            assert outcome["seconds"] < limit, (len(payload), outcome)
+            assert health_times and max(health_times) < 1, health_times
 
 
 @pytest.mark.parametrize("name", ["only_quotes", "nul_bytes", "many_columns", "long_line_no_newline"])
