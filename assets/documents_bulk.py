@@ -45,7 +45,7 @@ from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifac
 from assets.documents_source import fetch_source
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
 from pipelines.documents.render import PreparedTemplate, prepare_template
-from pipelines.documents.tabular import FilenameAllocator, check_columns, iter_rows
+from pipelines.documents.tabular import FilenameAllocator, check_columns, count_rows, iter_rows
 from pipelines.errors import ObjectMissing, PermanentError, RetryableError
 from resources.objectstore import ObjectStore
 from warehouse.artifacts import store_artifact
@@ -102,9 +102,7 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
 
         columns, rows = iter_rows(rows_path)
         check_columns(columns, template.analysis.required_names())
-        total = sum(1 for _ in iter_rows(rows_path)[1])
-        if total > settings.documents_max_rows:
-            raise TabularInvalid(f"The spreadsheet has {total} rows; at most {settings.documents_max_rows} are allowed.")
+        total = count_rows(iter_rows(rows_path)[1], settings.documents_max_rows, float("inf"))  # TooManyRows
         if fmt != "docx" and env.converter is None:
             raise PermanentError("This worker has no PDF converter configured.", code="converter_missing")
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import dagster as dg
 
 from pipelines.errors import PayloadTooLarge, StorageKeyError
+from pipelines.filenames import safe_basename
 
 if TYPE_CHECKING:
     from resources.settings import Settings
@@ -195,15 +196,10 @@ def sanitize_filename(name: str, default: str = "download") -> str:
     """A display filename safe for Content-Disposition and zips: no path, no control characters.
 
     ``../../etc/passwd`` -> ``passwd``; ``-rf.txt`` -> ``rf.txt`` (no leading dash or dot, so the
-    name is neither hidden nor read as a command-line option when a user saves and uses it).
+    name is neither hidden nor read as a command-line option when a user saves and uses it). The
+    rules are ``pipelines.filenames``': every name Kiln writes goes through that one sanitiser.
     """
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable() and ch not in '"<>:|?*;%')
-    # Strip until stable: " - .rf" must lose its spaces, dashes and dots in any order.
-    previous = None
-    while previous != name:
-        previous, name = name, name.strip().lstrip(".-")
-    return name[:200].rstrip(" .") or default
+    return safe_basename(name, default=default)
 
 
 def content_disposition(filename: str) -> str:

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     # Uploads in flight at once, per API process: per token and per workspace.
     max_concurrent_uploads_per_token: int = Field(default=4, ge=0)
     max_concurrent_uploads_per_workspace: int = Field(default=16, ge=0)
+    # Bad input and abuse: spreadsheet parsing at submit and the single-fill PDF render gate (docs/architecture.md)
+    # Seconds a bulk submit may spend reading the upload (columns and row count) before 422 parse_budget_exceeded.
+    documents_parse_seconds: float = Field(default=120.0, gt=0)
+    # PDF renders (POST /v1/templates/{id}/render, format=pdf) waiting for the converter, per API process;
+    # one more answers 503 converter_busy with Retry-After. 0: only the conversion in progress.
+    render_queue_max: int = Field(default=8, ge=0)
+    # Longest a queued PDF render waits for the converter before it answers 503 converter_busy.
+    render_queue_wait_seconds: float = Field(default=120.0, gt=0)
+    render_retry_after_seconds: int = Field(default=10, ge=1)  # the Retry-After of a converter_busy answer
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -13,9 +13,7 @@ calls cannot both queue a job on the same partition.
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
@@ -25,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from api.bulk_input import check_spreadsheet, form_options, required_fields
 from api.deps import (
     DbSession,
     JobsReader,
@@ -41,23 +40,20 @@ from api.pagination import Cursor, Page, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
-from api.uploads import StreamedUpload, stream_upload_to_store
+from api.uploads import stream_upload_to_store
 from assets.documents_bulk import KIND
 from assets.documents_source import check_fetch_allowed
-from pipelines.documents.tabular import check_columns, iter_rows, pattern_fields
 from resources.objectstore import artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
 from warehouse.artifacts import expiry, sanitize_filename
 from warehouse.db import utcnow
-from warehouse.documents import BulkRow, BulkRun, TemplateField, TemplateVersion
+from warehouse.documents import BulkRow, BulkRun, TemplateVersion
 from warehouse.models import Artifact, Job
 
 router = APIRouter(prefix="/v1", tags=["bulk runs"], responses=problem_responses(401, 403, 422))
 
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SMALL_FORM_BYTES = 64 * 1024  # a form without a file (source_url) is parsed in memory
-DEFAULT_PATTERN = "row-{row}"
 
 IdempotencyKey = idempotency_key_header()
 BulkUploadLimits = upload_limits(KIND)  # quotas and upload caps, checked before the body (api/limits.py)
@@ -183,25 +179,6 @@ async def _receive_rows(request: Request, store, settings: Settings, workspace_i
     return upload, upload.fields
 
 
-def _check_spreadsheet(store, upload: StreamedUpload, required: list[str], pattern: str) -> str:
-    """Check the header against the template; answers the upload's content type, told by its bytes."""
-    with tempfile.TemporaryDirectory(prefix="kiln-rows-") as tmp:
-        path = Path(tmp, "rows")  # a server-made name: the reader tells CSV from XLSX by content
-        store.download_to(upload.key, str(path))
-        columns, rows = iter_rows(path)  # XLSX: bounded expansion first (422 xlsx_zip_bomb)
-        if hasattr(rows, "close"):
-            rows.close()
-        with open(path, "rb") as fh:
-            is_xlsx = fh.read(4) == b"PK\x03\x04"
-    check_columns(columns, required)
-    unknown = [f for f in pattern_fields(pattern) if f != "row" and f not in columns]
-    if unknown:
-        raise ApiProblem(422, "invalid_filename_pattern",
-                         f"filename_pattern names columns the spreadsheet lacks: {', '.join(unknown)}.",
-                         missing=unknown)
-    return XLSX_TYPE if is_xlsx else "text/csv"
-
-
 def _submit_job(session, principal, settings, run_id, payload, fingerprint, idempotency_key, request):
     ensure_job_capacity(session, settings, principal.workspace_id, KIND, idempotency_key)
     return job_machine.submit_job(
@@ -226,38 +203,35 @@ async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader
     if version.status != "valid":
         raise ApiProblem(422, "template_invalid", "The template's latest version has broken tags; upload a fixed "
                          "version first.", errors=version.errors)
+    required = await anyio.to_thread.run_sync(required_fields, session, version)
     run_id, artifact_id = uuid.uuid4(), uuid.uuid4()
     release_connection(session)
     upload, fields = await _receive_rows(request, store, settings, principal.workspace_id, run_id, artifact_id)
     try:
+        fmt, pattern, source_url = form_options(fields, upload)
+        content_type = None
+        if upload is not None:
+            # Off the event loop and before the database is used again: the parse is linear and bounded
+            # (size, rows, seconds), but a big upload still takes seconds, and must not hold a connection.
+            # MissingColumns -> 422 `missing`; TooManyRows -> 422 too_many_rows.
+            content_type = await anyio.to_thread.run_sync(
+                check_spreadsheet, store, settings, upload, required, pattern)
+        else:
+            check_fetch_allowed(source_url, settings)
         return await anyio.to_thread.run_sync(
-            _create, session, principal, settings, store, request, version, run_id, artifact_id, upload, fields,
-            idempotency_key)
+            _create, session, principal, settings, store, request, version, run_id, artifact_id, upload,
+            (fmt, pattern, source_url, content_type), idempotency_key)
     except BaseException:
         if upload is not None:
-            store.delete(upload.key)
+            with anyio.CancelScope(shield=True):  # a client that went away must not leave the bytes behind
+                await anyio.to_thread.run_sync(store.delete, upload.key)
         raise
 
 
-def _create(session, principal, settings, store, request, version, run_id, artifact_id, upload, fields,
+def _create(session, principal, settings, store, request, version, run_id, artifact_id, upload, options,
             idempotency_key) -> JSONResponse:
     links = LinkMinter(settings, principal)
-    fmt = fields.get("format", "docx")
-    if fmt not in ("docx", "pdf", "both"):
-        raise ApiProblem(422, "invalid_format", "format must be docx, pdf or both.")
-    pattern = (fields.get("filename_pattern") or DEFAULT_PATTERN).strip()[:255]
-    source_url = (fields.get("source_url") or "").strip() or None
-    fields_rows = session.scalars(select(TemplateField).where(
-        TemplateField.workspace_id == version.workspace_id, TemplateField.template_version_id == version.id)).all()
-    required = [f.name for f in fields_rows if f.required]
-    if upload is None and source_url is None:
-        raise ApiProblem(422, "missing_file", "Send the spreadsheet in the 'file' field, or a 'source_url'.")
-    if upload is not None and source_url is not None:
-        raise ApiProblem(422, "ambiguous_input", "Send either a file or a source_url, not both.")
-    if upload is not None:
-        content_type = _check_spreadsheet(store, upload, required, pattern)  # MissingColumns -> 422 `missing`
-    else:
-        check_fetch_allowed(source_url, settings)
+    fmt, pattern, source_url, content_type = options
     fingerprint = {"template_version_id": str(version.id), "format": fmt, "filename_pattern": pattern,
                    "input_sha256": upload.sha256 if upload else None, "source_url": source_url}
     result = _submit_job(session, principal, settings, run_id, {"bulk_run_id": str(run_id), "mode": "run"},

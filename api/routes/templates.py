@@ -9,9 +9,10 @@ non-.docx upload is refused (typed 4xx from ``validate_docx``), and then nothing
 from __future__ import annotations
 
 import io
+import tempfile
 import threading
 import uuid
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
 from api.limits import UploadLimits
 from api.pagination import Cursor, Page, newest_first_page
+from api.render_gate import render_gate
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime, has_control_chars
 from api.uploads import stream_upload_to_store
@@ -348,33 +350,46 @@ def api_converter() -> DocumentConverter:
 @router.post("/{id}/render", response_class=Response, responses={
     200: {"content": {DOCX_TYPE: {}, "application/pdf": {}}, "description": "The filled document"},
     **problem_responses(404, 503)})
-def render(id: uuid.UUID, body: RenderRequest, principal: JobsReader, session: DbSession, store: StoreDep) -> Response:
-    """Fill the template once with ``values``; answers the DOCX (or PDF) itself."""
-    template = load_template(session, principal.workspace_id, id)
-    authorize(principal, "editor", "jobs:write")
-    version = load_version(session, template, body.version)
-    if version.status != "valid":
-        raise ApiProblem(422, "template_invalid", "This template version has broken tags; upload a fixed version.",
-                         errors=version.errors)
-    key = session.scalar(select(Artifact.storage_key).where(
-        Artifact.workspace_id == principal.workspace_id, Artifact.id == version.artifact_id))
-    prepared = prepared_template(store, key)
-    docx = render_docx(prepared, body.values)  # MissingFields -> 422 missing_fields listing `missing`
-    stem = PurePath(version.filename).stem or "document"
+async def render(id: uuid.UUID, body: RenderRequest, request: Request, principal: JobsReader, session: DbSession,
+                 store: StoreDep) -> Response:
+    """Fill the template once with ``values``; answers the DOCX (or PDF) itself. A PDF waits for this
+    process's converter: when ``KILN_RENDER_QUEUE_MAX`` renders already wait, 503 ``converter_busy``
+    with ``Retry-After``."""
+
+    def load() -> tuple[str, str]:
+        template = load_template(session, principal.workspace_id, id)
+        authorize(principal, "editor", "jobs:write")
+        version = load_version(session, template, body.version)
+        if version.status != "valid":
+            raise ApiProblem(422, "template_invalid", "This template version has broken tags; upload a fixed "
+                             "version.", errors=version.errors)
+        key = session.scalar(select(Artifact.storage_key).where(
+            Artifact.workspace_id == principal.workspace_id, Artifact.id == version.artifact_id))
+        stem = PurePath(version.filename).stem or "document"
+        # Filling and converting need no database: give the connection back now, not after the converter.
+        release_connection(session)
+        return key, stem
+
+    def fill() -> bytes:
+        # MissingFields -> 422 missing_fields listing `missing`
+        return render_docx(prepared_template(store, key), body.values)
+
+    key, stem = await anyio.to_thread.run_sync(load)
     if body.format == "docx":
+        docx = await anyio.to_thread.run_sync(fill)
         return Response(docx, media_type=DOCX_TYPE, headers={
             "Content-Disposition": content_disposition(f"{stem}.docx"), "X-Content-Type-Options": "nosniff"})
-    return _pdf_response(docx, stem)
-
-
-def _pdf_response(docx: bytes, stem: str) -> Response:
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory(prefix="kiln-render-") as tmp:
-        source = Path(tmp, "document.docx")
-        source.write_bytes(docx)
-        pdf = api_converter().convert_one(source).read_bytes()
+    gate = render_gate(request.app)
+    async with gate.admit():  # 503 converter_busy at once when the queue is full
+        docx = await anyio.to_thread.run_sync(fill)
+        async with gate.turn():  # waits on the event loop: no thread, no connection
+            pdf = await anyio.to_thread.run_sync(_convert_to_pdf, docx)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": content_disposition(f"{stem}.pdf"), "X-Content-Type-Options": "nosniff"})
 
+
+def _convert_to_pdf(docx: bytes) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="kiln-render-") as tmp:
+        source = Path(tmp, "document.docx")
+        source.write_bytes(docx)
+        return api_converter().convert_one(source).read_bytes()

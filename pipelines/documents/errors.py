@@ -89,3 +89,17 @@ __all__ = [
 class XlsxBomb(TabularInvalid):
     code = "xlsx_zip_bomb"
     title = "The XLSX file expands too much"
+
+
+class TooManyRows(TabularInvalid):
+    """More data rows than ``KILN_DOCUMENTS_MAX_ROWS``; ``extra['max_rows']`` is the limit."""
+
+    code = "too_many_rows"
+    title = "The spreadsheet has too many rows"
+
+
+class ParseBudgetExceeded(TabularInvalid):
+    """Reading the spreadsheet took longer than its time budget (``KILN_DOCUMENTS_PARSE_SECONDS``)."""
+
+    code = "parse_budget_exceeded"
+    title = "The spreadsheet takes too long to read"

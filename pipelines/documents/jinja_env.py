@@ -39,8 +39,12 @@ MAX_POWER_BITS = 4096
 MAX_OUTPUT_CHARS = 64 * 1024 * 1024
 _LOOP_FILTER = "kiln_bounded_loop"
 _PADDING_METHODS = frozenset(("center", "ljust", "rjust", "zfill", "expandtabs"))
-_NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")  # '{:{}}': a width taken from the arguments
-_WIDE_FORMAT = re.compile(r"%[-#0 +]*\d{7,}|\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")  # a width of a million or more
+# Format strings may be row values, so these must not backtrack (the old '\{[^{}]*:[^{}]*\{' took
+# seconds on '{' + ':' * 20000): the part before the first ':' is matched possessively without ':'.
+_NESTED_SPEC = re.compile(r"\{[^{}:]*+:[^{}]*+\{")  # '{:{}}': a width taken from the arguments
+_WIDE_PERCENT = re.compile(r"%[-#0 +]*+\d{7}")  # '%9999999s': a width of a million or more
+_SPEC = re.compile(r"\{[^{}:]*+:([^{}]*+)\}")  # the format spec of each '{...:spec}'
+_SEVEN_DIGITS = re.compile(r"\d{7}")
 
 
 @dataclass
@@ -93,7 +97,7 @@ def _check_format(fmt: Any, args: Any = ()) -> None:
     """Literal widths in the format string, and widths taken from the arguments (``%*s``, ``{:{}}``)."""
     if not isinstance(fmt, str):
         return
-    if _WIDE_FORMAT.search(fmt):
+    if _WIDE_PERCENT.search(fmt) or any(_SEVEN_DIGITS.search(m.group(1)) for m in _SPEC.finditer(fmt)):
         raise SecurityError(f"Format widths over {MAX_REPEAT:,} are not allowed in a template.")
     if "*" in fmt or _NESTED_SPEC.search(fmt):
         values = args.values() if isinstance(args, dict) else args if isinstance(args, (tuple, list)) else (args,)

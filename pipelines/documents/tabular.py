@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-import unicodedata
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +20,10 @@ from typing import Any, BinaryIO, TextIO
 
 from charset_normalizer import from_bytes
 
-from pipelines.documents.errors import MissingColumns, TabularInvalid
+from pipelines.documents.errors import MissingColumns, ParseBudgetExceeded, TabularInvalid, TooManyRows
 from pipelines.documents.xlsx_limits import check_xlsx_expansion
+from pipelines.documents.formulas import is_formula
+from pipelines.filenames import safe_name
 
 MAX_CELL_BYTES = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
@@ -109,13 +111,9 @@ def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]
     fh = _open_text(Path(path))
     sample = fh.read(SNIFF_BYTES)
     fh.seek(0)
+    reader = csv.reader(fh, delimiter=detect_delimiter(sample))
     try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(fh, dialect)
-    try:
-        columns = _clean_header(next(reader))
+        columns = _clean_header(_next_csv_record(reader))
     except StopIteration:
         fh.close()
         raise TabularInvalid("The CSV file is empty.") from None
@@ -125,13 +123,69 @@ def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]
 
     def rows() -> Iterator[dict[str, str]]:
         with fh:
-            for record in reader:
+            while True:
+                try:
+                    record = _next_csv_record(reader)
+                except StopIteration:
+                    return
                 if not any(cell.strip() for cell in record):
                     continue  # blank lines (often a trailing CRLF) are not rows
                 record = record + [""] * (len(columns) - len(record))
                 yield {col: record[i] for i, col in enumerate(columns) if col}
 
     return columns, rows()
+
+
+def _next_csv_record(reader) -> list[str]:
+    try:
+        return next(reader)
+    except csv.Error as exc:  # a field over csv.field_size_limit, a NUL on old Pythons...
+        raise TabularInvalid(f"The CSV file cannot be read (line {reader.line_num}): {exc}.") from None
+
+
+DELIMITERS = ",;\t|"  # in order of preference when several fit equally
+SNIFF_LINES = 50
+
+
+def detect_delimiter(sample: str) -> str:
+    """The delimiter of a CSV, from the first ``SNIFF_LINES`` lines of ``sample``, in one pass.
+
+    Replaces ``csv.Sniffer``, whose regular expressions backtrack catastrophically on quote-heavy
+    input (64 KB of ``"\\n`` took a minute, holding the GIL). Candidates are counted outside quoted
+    fields (a quote opens a field only at its start, as the csv module reads it); the winner is the
+    one found the same, non-zero number of times on every complete line, the most often; failing
+    that, the one most lines agree on with the header; a file with none of them is one column: comma.
+    """
+    lines: list[dict[str, int]] = []
+    counts = dict.fromkeys(DELIMITERS, 0)
+    in_quotes, at_field_start = False, True
+    for ch in sample:
+        if ch == '"' and (in_quotes or at_field_start):
+            in_quotes = not in_quotes  # '""' inside a quoted field toggles twice: still inside
+            at_field_start = False
+            continue
+        if in_quotes:
+            continue
+        if ch in "\r\n":
+            if any(counts.values()) or not at_field_start:
+                lines.append(counts)
+                if len(lines) >= SNIFF_LINES:
+                    break
+            counts, at_field_start = dict.fromkeys(DELIMITERS, 0), True
+            continue
+        if ch in counts:
+            counts[ch] += 1
+            at_field_start = True
+        else:
+            at_field_start = False
+    if not lines:
+        lines.append(counts)  # a header without a line end: it decides alone (a cut last line never counts)
+    header = lines[0]
+    consistent = [d for d in DELIMITERS if header[d] and all(line[d] == header[d] for line in lines)]
+    if consistent:
+        return max(consistent, key=lambda d: header[d])  # max keeps the first of equals: preference order
+    agreeing = {d: sum(line[d] == header[d] for line in lines) for d in DELIMITERS if header[d]}
+    return max(agreeing, key=lambda d: agreeing[d]) if agreeing else ","
 
 
 def _cell_text(value: Any) -> str:
@@ -215,49 +269,33 @@ def iter_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]]]:
 
 # --- checks ---------------------------------------------------------------------------------
 
+def count_rows(rows: Iterator[dict[str, str]], max_rows: int, seconds: float) -> int:
+    """The number of data rows, read at most ``max_rows + 1`` rows and ``seconds`` far: ``TooManyRows``
+    past the first bound, ``ParseBudgetExceeded`` past the second. Closes ``rows`` either way."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    try:
+        for _ in rows:
+            count += 1
+            if count > max_rows:
+                raise TooManyRows(f"The spreadsheet has more than {max_rows:,} rows; at most {max_rows:,} are "
+                                  "allowed in one bulk run. Split it into several runs.", max_rows=max_rows)
+            if time.monotonic() > deadline:
+                raise ParseBudgetExceeded(f"Reading the spreadsheet took longer than {seconds:g} s; "
+                                          "split it into smaller files.", seconds=seconds)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+    return count
+
+
 def check_columns(columns: Iterable[str], required: Iterable[str]) -> None:
     """Raise ``MissingColumns`` naming every required field without a column."""
     present = set(columns)
     missing = sorted(name for name in required if name not in present)
     if missing:
         raise MissingColumns(f"The spreadsheet has no column for: {', '.join(missing)}.", missing=missing)
-
-
-# What makes a cell a formula (CSV / DDE injection, see OWASP "CSV Injection"). Excel, LibreOffice and
-# Google Sheets evaluate a cell typed as text when it starts with '=', and also with '+', '-' or '@'
-# (they insert the '='). The last three also start legitimate values (-Smith, +44 20 7946 0958,
-# -12.5, @handle), so for them only the shapes a formula needs count: a function call, a DDE pipe,
-# a sheet reference, an operator, or a lone cell reference.
-_FORMULA_LEAD_WHITESPACE = " \t\r\n"
-_PLAIN_NUMBER = re.compile(r"[+-]?\s*(?:\d+(?:[.,\s]\d+)*|\d*[.,]\d+)(?:[eE][+-]?\d+)?\s*%?")
-_PHONE_OR_DATE = re.compile(r"[\d\s().\-/]*\d[\d\s().\-/]*")  # digits and ( ) . - / and spaces only
-_FUNCTION_CALL = re.compile(r"[A-Za-z_][\w.]*\(")  # SUM(, HYPERLINK(, _xlfn.WEBSERVICE(
-_DDE_OR_SHEET_REF = re.compile(r"\||!\s*\$?[A-Za-z]{1,3}\$?\d")  # cmd|'...'  or  Sheet1!A1 / '...'!A0
-_OPERATOR = re.compile(r"[+*^=]")
-_CELL_REF = re.compile(r"\$?[A-Za-z]{1,3}\$?\d{1,7}(?::\$?[A-Za-z]{1,3}\$?\d{1,7})?")
-
-
-def is_formula(value: str) -> bool:
-    """Whether a spreadsheet would evaluate ``value`` as a formula (the rule in docs/documents.md).
-
-    After leading spaces, tabs, CR and LF: ``=`` always starts a formula. ``+``, ``-`` or ``@``
-    start one when what follows holds a function call (``SUM(``), a DDE pipe (``|``), a sheet
-    reference (``!A1``), one of the operators ``+ * ^ =``, or is a lone cell reference (``A1``,
-    ``$B$2``, ``A1:B9``) - unless the whole cell is a plain number (``-12.5``, ``+1,234.50``,
-    ``-3e+5``, ``-20%``) or digits with phone/date punctuation (``+44 (20) 7946-0958``).
-    """
-    text = value.lstrip(_FORMULA_LEAD_WHITESPACE)
-    if not text:
-        return False
-    lead, rest = text[0], text[1:]
-    if lead == "=":
-        return True
-    if lead not in "+-@":
-        return False
-    if _PLAIN_NUMBER.fullmatch(text) or _PHONE_OR_DATE.fullmatch(rest):
-        return False
-    return bool(_FUNCTION_CALL.search(rest) or _DDE_OR_SHEET_REF.search(rest) or _OPERATOR.search(rest)
-                or _CELL_REF.fullmatch(rest.strip()))
 
 
 def validate_row(row: dict[str, str], required_values: Iterable[str], max_cell_bytes: int = MAX_CELL_BYTES) -> RowError | None:
@@ -293,10 +331,8 @@ def _preview(value: str, limit: int = 40) -> str:
 
 # --- output filenames -----------------------------------------------------------------------
 
-_PATTERN_FIELD = re.compile(r"\{([^{}]+)\}")
-_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
-_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
-MAX_STEM = 120
+_PATTERN_FIELD = re.compile(r"\{([^{}]++)\}")
+MAX_STEM = 120  # bytes of UTF-8; a "-N" suffix and the extension come on top
 
 
 def pattern_fields(pattern: str) -> list[str]:
@@ -304,12 +340,9 @@ def pattern_fields(pattern: str) -> list[str]:
 
 
 def sanitize_stem(text: str) -> str:
-    text = unicodedata.normalize("NFC", text)
-    text = _UNSAFE_CHARS.sub("_", text).strip(" .")
-    text = re.sub(r"\s+", " ", text)
-    if _WINDOWS_RESERVED.match(text):
-        text = "_" + text
-    return text[:MAX_STEM].rstrip(" .")
+    """A file name stem from row values: the one sanitiser (``pipelines.filenames``), with each run of
+    separators and control characters made ``_`` so ``a/b`` stays readable as ``a_b``; may be ''."""
+    return safe_name(text, default="", replacement="_", max_bytes=MAX_STEM)
 
 
 class FilenameAllocator:
