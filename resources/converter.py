@@ -43,6 +43,7 @@ from pydantic import PrivateAttr
 
 from pipelines.documents.errors import ConversionFailed, ConversionTimeout, ConverterUnavailable
 from pipelines.errors import KilnError, RetryableError
+from resources.converter_sandbox import confine, write_profile_settings
 
 INSTALL_HINT = (
     "Install LibreOffice and metric-compatible fonts: `.ci/system-deps.sh`, or on Debian/Ubuntu "
@@ -147,6 +148,7 @@ class DocumentConverter(dg.ConfigurableResource):
             self._profile.mkdir(parents=True, exist_ok=True)
         else:
             self._profile = Path(tempfile.mkdtemp(prefix="kiln-lo-profile-"))
+        write_profile_settings(self._profile)  # link updates off, macros off (converter_sandbox.py)
         self._conversions = 0
 
     def _run_soffice(self, staged: list[Path], outdir: Path, timeout: float) -> int:
@@ -156,9 +158,14 @@ class DocumentConverter(dg.ConfigurableResource):
             "--headless", "--invisible", "--nodefault", "--nolockcheck", "--nologo", "--norestore",
             "--convert-to", "pdf:writer_pdf_Export", "--outdir", str(outdir), *map(str, staged),
         ]
+        # No network, no files but its scratch folder and profile (see resources/converter_sandbox.py).
+        scratch = outdir.parent
+        executable = shutil.which(self.soffice_path)
+        argv, env = confine(command, scratch=scratch, profile=self._profile_path(), mode=_sandbox_mode(),
+                            readable=[Path(executable).resolve().parent] if executable else [])
         # Own session: on timeout we kill soffice and every helper it forked (oosplash, soffice.bin).
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   start_new_session=True, env={**os.environ, "HOME": str(self._profile_path())})
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True, env=env, cwd=scratch)
         try:
             process.communicate(timeout=timeout)
             return process.returncode
@@ -174,15 +181,21 @@ class DocumentConverter(dg.ConfigurableResource):
             self._conversions += len(staged)
 
     def _convert_chunk(self, sources: list[Path]) -> list[ConversionResult]:
+        if not all(src.is_file() for src in sources):
+            present = [src for src in sources if src.is_file()]
+            done = dict(zip(present, self._convert_chunk(present))) if present else {}
+            return [done.get(src) or ConversionResult(src, None, ConversionFailed(f"{src.name} does not exist."))
+                    for src in sources]
         with tempfile.TemporaryDirectory(prefix="kiln-lo-batch-") as tmp:
             indir, outdir = Path(tmp, "in"), Path(tmp, "out")
             indir.mkdir()
             outdir.mkdir()
-            # Stage under unique names: inputs from different folders may share a stem.
+            # Stage copies under unique names (inputs from different folders may share a stem): a
+            # confined soffice sees only this folder, not where the sources live.
             staged = []
             for i, src in enumerate(sources):
                 link = indir / f"{i:05d}.docx"
-                os.symlink(src, link)
+                shutil.copyfile(src, link)
                 staged.append(link)
             timeout = self.timeout_base_s + self.timeout_per_document_s * len(staged)
             try:
@@ -230,6 +243,12 @@ class DocumentConverter(dg.ConfigurableResource):
         if not target.exists():
             return ConversionResult(source, None, ConversionFailed(f"Word produced no PDF for {source.name}."))
         return ConversionResult(source, target)
+
+
+def _sandbox_mode() -> str:
+    from resources.settings import get_settings
+
+    return get_settings().converter_sandbox
 
 
 def _complete_pdf(path: Path, *, crashed: bool) -> bool:

@@ -48,6 +48,9 @@ def fake(tmp_path, monkeypatch):
     script.chmod(0o755)
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("FAKE_SOFFICE_LOG", str(log))
+    # The fake runs on the test's Python and logs into tmp_path, which bubblewrap would hide:
+    # a network namespace only (the file confinement has its own tests).
+    monkeypatch.setattr("resources.converter._sandbox_mode", lambda: "unshare")
     conv = DocumentConverter(soffice_path=str(script), backend="libreoffice", batch_size=25)
 
     def calls() -> list[dict]:

@@ -89,3 +89,11 @@ __all__ = [
 class XlsxBomb(TabularInvalid):
     code = "xlsx_zip_bomb"
     title = "The XLSX file expands too much"
+
+
+class ExternalReference(TemplateInvalid):
+    """The template references content outside its package (a URL, a local file); ``extra`` names
+    the ``part`` and the (truncated) ``target``."""
+
+    code = "external_reference"
+    title = "The template references content outside the document"
