@@ -26,9 +26,9 @@ outdir = Path(args[args.index("--outdir") + 1])
 files = args[args.index("--outdir") + 2:]
 profile = next(a for a in args if a.startswith("-env:UserInstallation="))
 with open(os.environ["FAKE_SOFFICE_LOG"], "a") as log:
-    log.write(json.dumps({{"files": [Path(os.path.realpath(f)).name for f in files], "profile": profile}}) + "\\n")
+    log.write(json.dumps({{"files": [Path(f).read_text() for f in files], "profile": profile}}) + "\\n")
 for f in files:
-    name = Path(os.path.realpath(f)).name
+    name = Path(f).read_text()  # the converter stages copies: each stand-in holds its own name
     out = outdir / (Path(f).stem + ".pdf")
     if name.startswith("bad"):
         continue
@@ -64,7 +64,7 @@ def docs(tmp_path: Path, *names: str) -> list[Path]:
     paths = []
     for name in names:
         path = tmp_path / f"{name}.docx"
-        path.write_bytes(b"PK stand-in")
+        path.write_text(path.name)
         paths.append(path)
     return paths
 
