@@ -58,3 +58,13 @@ def external_picture(target: str, attribute: str = "r:embed") -> bytes:
         return old.replace(b"r:embed=", attribute.encode() + b"=") if attribute != "r:embed" else old
 
     return edit(data, **{"word/_rels/document.xml.rels": rels, "word/document.xml": body})
+
+
+def text_of(data: bytes, part: str = "word/document.xml") -> str:
+    """The part's text (its w:t elements joined), XML-unescaped."""
+    from lxml import etree
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        root = etree.fromstring(archive.read(part))
+    ns = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}t"
+    return "".join(t.text or "" for t in root.iter(ns))

@@ -81,6 +81,19 @@ def source_of_rels(rels_part: str) -> str:
     return posixpath.join(parent, name[: -len(".rels")]) if name.endswith(".rels") else ""
 
 
+def _climbs_out(path: str) -> bool:
+    """A package path that goes above the package root (``normpath`` would silently clamp it)."""
+    depth = 0
+    for segment in path.split("/"):
+        if segment == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif segment not in ("", "."):
+            depth += 1
+    return False
+
+
 def _check_rels(part: str, root: etree._Element) -> set[str]:
     """Raise for a non-hyperlink external or escaping target; return the ids of external hyperlinks."""
     hyperlinks: set[str] = set()
@@ -98,8 +111,7 @@ def _check_rels(part: str, root: etree._Element) -> set[str]:
                           target)
         if _URL_SCHEME.match(target) or target.strip().startswith("//") or "\\" in target:
             raise _refuse(part, "has a relationship whose target is a URL or a path outside the document", target)
-        resolved = posixpath.normpath(posixpath.join("/", base, target) if not target.startswith("/") else target)
-        if resolved.startswith("//") or ".." in resolved.split("/"):
+        if _climbs_out(target if target.startswith("/") else f"{base}/{target}"):
             raise _refuse(part, "has a relationship whose target climbs out of the document", target)
     return hyperlinks
 
