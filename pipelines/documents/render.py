@@ -27,6 +27,7 @@ from jinja2.sandbox import SecurityError
 from lxml import etree
 
 from pipelines.documents import external_refs, ooxml
+from pipelines.documents.analysis_limits import AnalysisLimits
 from pipelines.documents.errors import MissingFields, RenderFailed, TemplateSyntaxInvalid
 from pipelines.documents.fields import (
     BRACE_TAG, DOLLAR_TAG, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, image_name, missing_required,
@@ -260,9 +261,10 @@ class PreparedTemplate:
         return self.analysis.syntax
 
 
-def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None) -> PreparedTemplate:
-    """Analyse (unless given) and translate a validated template; raise if its tags are broken."""
-    analysis = analysis or analyze_template(io.BytesIO(source))
+def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None,
+                     limits: AnalysisLimits | None = None) -> PreparedTemplate:
+    """Analyse (unless given, within ``limits``) and translate a validated template; raise if its tags are broken."""
+    analysis = analysis or analyze_template(io.BytesIO(source), limits)
     if analysis.errors:
         first = analysis.errors[0]
         raise TemplateSyntaxInvalid(
