@@ -93,12 +93,13 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Document template security (docs/architecture.md "Bad input and abuse" / "Document templates").
-    # Fields one template may declare, tags nested inside one another, characters in a field name,
-    # characters of template text analysed per part, and seconds the analysis of one upload may take.
+    # Fields one template may declare (it may hold 5x as many tags, with 50 characters of tag text per
+    # field), blocks nested inside one another, characters in a field name, XML bytes of the text parts
+    # analysed, and seconds the analysis of one upload may take (checked between parts).
     documents_max_fields: int = Field(default=1_000, ge=1)
     documents_max_nesting: int = Field(default=100, ge=1, le=500)
     documents_max_field_name: int = Field(default=255, ge=1, le=255)  # the template_field.name column
-    documents_max_analysis_chars: int = Field(default=5_000_000, ge=1_000)
+    documents_max_analysis_bytes: int = Field(default=5_000_000, ge=1_000)
     documents_analysis_seconds: float = Field(default=10.0, gt=0)
     # How soffice is confined: auto (bubblewrap if it works, else a network namespace via unshare,
     # else nothing with a warning), bwrap, unshare, or off.

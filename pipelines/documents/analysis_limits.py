@@ -38,7 +38,7 @@ class AnalysisLimits:
     max_fields: int = 1_000
     max_nesting: int = 100
     max_name: int = 255  # template_field.name is VARCHAR(255)
-    max_chars: int = 10_000_000
+    max_chars: int = 5_000_000  # XML bytes of the text parts (document, headers, footers, notes)
     max_tags: int = 5_000
     max_tag_chars: int = 50_000  # Jinja's parse + analysis: ~30-80 us per node, a node per 2-4 characters
     seconds: float = 10.0
@@ -47,7 +47,7 @@ class AnalysisLimits:
     def from_settings(cls, settings) -> AnalysisLimits:
         """From ``resources.settings.Settings`` (``KILN_DOCUMENTS_MAX_FIELDS`` and friends)."""
         return cls(max_fields=settings.documents_max_fields, max_nesting=settings.documents_max_nesting,
-                   max_name=settings.documents_max_field_name, max_chars=settings.documents_max_analysis_chars,
+                   max_name=settings.documents_max_field_name, max_chars=settings.documents_max_analysis_bytes,
                    max_tags=5 * settings.documents_max_fields,
                    max_tag_chars=50 * settings.documents_max_fields, seconds=settings.documents_analysis_seconds)
 
