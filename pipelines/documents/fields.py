@@ -33,6 +33,7 @@ from pipelines.documents import ooxml
 from pipelines.documents.analysis_limits import (
     DEEP_MESSAGE, MAX_ERRORS, AnalysisLimits, Budget, bound_fields, bound_message,
 )
+from pipelines.documents.errors import clean_message
 from pipelines.documents.jinja_env import ENV, undeclared_names
 
 # Tag patterns run on text the uploader wrote, so none may backtrack: possessive quantifiers, and a
@@ -455,7 +456,7 @@ def analyze_template(source: bytes | BinaryIO | str, limits: AnalysisLimits | No
     fields, problems = bound_fields(collector.result(), limits)
     errors.extend(LocatedError(part, None, message) for part, message in problems)
     for e in errors:
-        e.message = bound_message(e.message)
+        e.message = clean_message(bound_message(e.message))
     if len(errors) > MAX_ERRORS:
         extra = len(errors) - MAX_ERRORS + 1
         errors = errors[:MAX_ERRORS - 1] + [LocatedError(errors[-1].part, None, f"... and {extra:,} more errors.")]

@@ -28,7 +28,7 @@ from lxml import etree
 
 from pipelines.documents import external_refs, ooxml
 from pipelines.documents.analysis_limits import AnalysisLimits
-from pipelines.documents.errors import MissingFields, RenderFailed, TemplateSyntaxInvalid
+from pipelines.documents.errors import MissingFields, NotDocx, RenderFailed, TemplateSyntaxInvalid
 from pipelines.documents.fields import (
     BRACE_TAG, DOLLAR_TAG, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, image_name, missing_required,
 )
@@ -264,7 +264,10 @@ class PreparedTemplate:
 def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None,
                      limits: AnalysisLimits | None = None) -> PreparedTemplate:
     """Analyse (unless given, within ``limits``) and translate a validated template; raise if its tags are broken."""
-    analysis = analysis or analyze_template(io.BytesIO(source), limits)
+    try:
+        analysis = analysis or analyze_template(io.BytesIO(source), limits)
+    except Exception as exc:  # only validated uploads get here; a damaged copy still fails typed
+        raise NotDocx(f"The template cannot be read ({type(exc).__name__}: {exc}).") from exc
     if analysis.errors:
         first = analysis.errors[0]
         raise TemplateSyntaxInvalid(
