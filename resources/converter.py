@@ -7,6 +7,10 @@ needs a server on Debian's own python3 (the only one with ``uno``), a second pro
 and a port. Batching needs nothing but ``soffice`` and recovers from anything by construction: each
 batch is a fresh process, so a hang or crash can't poison the next batch.
 
+Confinement (``converter_sandbox.py``): every fresh profile gets hardened settings (no link updates,
+no macros, untrusted links blocked), and soffice runs without network and, under bubblewrap, sees
+only its batch's scratch folder (inputs are copied in) and its profile.
+
 Robustness rules:
 - every converter instance has its own LibreOffice profile directory (two soffice processes on one
   profile make one fail silently); a lock keeps one conversion per instance at a time;

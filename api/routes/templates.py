@@ -1,7 +1,8 @@
 """Templates: upload (validated, analysed, content-addressed versions), read, and single fills.
 
-Field analysis runs in the request: it reads a few XML parts of an already-validated .docx
-(milliseconds), so the client sees the fields, or the located errors, in the upload's answer.
+Field analysis runs in the request, in a worker thread (never on the event loop) and within the
+``KILN_DOCUMENTS_*`` analysis budget (``pipelines/documents/analysis_limits.py``: seconds at worst),
+so the client sees the fields, or the located errors, in the upload's answer.
 A template with broken tags is stored as ``invalid`` with its errors; only an unsafe or
 non-.docx upload is refused (typed 4xx from ``validate_docx``), and then nothing is kept.
 """
