@@ -194,3 +194,30 @@ def test_an_image_value_is_embedded_never_linked():
         rels = archive.read(DOC_RELS)
         assert any(n.startswith("word/media/") for n in archive.namelist())
     assert b"External" not in rels
+
+
+def _with_svg(svg: str) -> bytes:
+    return edit(base_docx(picture=True), **{"word/media/picture.svg": svg.encode(), DOC_RELS: add_rel(
+        DOC_RELS, f'<Relationship Id="rIdSvg" Type="{RELS}/image" Target="media/picture.svg"/>')})
+
+
+@pytest.mark.parametrize("svg", [
+    '<svg xmlns="http://www.w3.org/2000/svg"><image href="http://127.0.0.1:8080/x.png"/></svg>',
+    '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
+    '<image xlink:href="file:///srv/objects/shot.jpg"/></svg>',
+    '<svg xmlns="http://www.w3.org/2000/svg"><style>rect { fill: url(http://evil/x.svg#p) }</style></svg>',
+    '<svg xmlns="http://www.w3.org/2000/svg"><style>@import "http://evil/x.css";</style></svg>',
+], ids=["href", "xlink-file", "css-url", "css-import"])
+def test_svg_pictures_that_reach_out_are_refused(svg):
+    with pytest.raises(ExternalReference) as caught:
+        validate_docx(_with_svg(svg))
+    assert caught.value.extra["part"] == "word/media/picture.svg"
+
+
+def test_svg_pictures_with_inline_data_are_fine():
+    validate_docx(_with_svg('<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,iVBOR"/>'
+                            '<use href="#a"/><rect style="fill: url(#grad)"/></svg>'))
+
+
+def test_document_text_mentioning_css_is_fine():
+    validate_docx(with_body('<w:p><w:r><w:t>Use @import and url(http://example.com) in CSS</w:t></w:r></w:p>'))

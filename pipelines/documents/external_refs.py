@@ -17,6 +17,8 @@ reference parts of its own package. Refused (``external_reference``, naming the 
   fields (``w:instrText`` runs joined, so a keyword split across runs is still found; any case);
 - linked OLE objects (``o:OLEObject Type="Link"``), ``r:link`` attributes (linked pictures, media),
   URL- or path-valued ``href``/``src`` attributes (VML ``v:imagedata``, ``o:href``, ``v:fill``);
+- in XML pictures (SVG under ``word/media/``): ``href``/``src`` URLs and style sheets reaching out
+  (``url(http://...)``, ``@import``); ``data:`` URIs are inline and fine;
 - ``w:altChunk`` (imported HTML/MHT/RTF, which can carry its own external images);
 - ``w:linkStyles`` (styles pulled from the attached template) and mail-merge data sources
   (``w:dataSource``, ``w:query``, ``w:connectString``, ``w:headerSource``, ``w:odso`` in ``w:mailMerge``).
@@ -48,7 +50,9 @@ _HYPERLINK_ELEMENTS = frozenset(("hyperlink", "hlinkClick", "hlinkHover", "hlink
 _LOADING_FIELDS = frozenset(("INCLUDEPICTURE", "INCLUDETEXT", "INCLUDE", "IMPORT", "LINK", "DDE", "DDEAUTO",
                              "DATABASE", "RD"))
 _FIELD_WORD = re.compile(r"^\s*\\?([A-Za-z]+)")
-_URL_SCHEME = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*:")
+_URL_SCHEME = re.compile(r"^\s*(?!data:)[A-Za-z][A-Za-z0-9+.\-]*:", re.IGNORECASE)  # data: URIs are inline
+# Style sheets inside XML parts (an SVG picture's <style> or style="..."): url(...) to a URL, @import.
+_CSS_REFERENCE = re.compile(rb"url\(\s*['\"]?\s*(?!data:|#)(?:[a-z][a-z0-9+.\-]*:|//|/)|@import", re.IGNORECASE)
 _PATH_ATTRS = frozenset(("href", "src", "althref"))
 _MAIL_MERGE_SOURCES = frozenset(("dataSource", "headerSource", "query", "connectString", "odso"))
 _SHOWN_TARGET = 200  # targets are attacker-written: the message carries at most this much of one
@@ -145,7 +149,11 @@ def _field_instructions(root: etree._Element) -> Iterable[str]:
             yield "".join(pending)
 
 
-def _check_xml(part: str, root: etree._Element, hyperlinks: set[str]) -> None:
+def _check_xml(part: str, root: etree._Element, hyperlinks: set[str], data: bytes = b"") -> None:
+    css = _CSS_REFERENCE.search(data)
+    if css:
+        raise _refuse(part, "has a style sheet reference to content outside the document",
+                      data[css.start():css.start() + 200].decode("utf-8", "replace"))
     for instr in _field_instructions(root):
         m = _FIELD_WORD.match(instr)
         if m and m.group(1).upper() in _LOADING_FIELDS:
@@ -175,7 +183,7 @@ def _check_xml(part: str, root: etree._Element, hyperlinks: set[str]) -> None:
                 raise _refuse(part, f"has a {attr} attribute on {local} that points outside the document", value)
 
 
-def _looks_like_xml(name: str, data: bytes) -> bool:
+def looks_like_xml(name: str, data: bytes) -> bool:
     if name.lower().endswith((".xml", ".rels", ".vml")):
         return True
     head = data[:4].lstrip()
@@ -186,7 +194,7 @@ def check_parts(parts: dict[str, bytes]) -> None:
     """Raise ``ExternalReference`` for the first external reference in these package parts."""
     roots: dict[str, etree._Element] = {}
     for name, data in parts.items():
-        if not _looks_like_xml(name, data):
+        if not looks_like_xml(name, data):
             continue
         try:
             roots[name] = etree.fromstring(data, parser=_PARSER)
@@ -199,7 +207,9 @@ def check_parts(parts: dict[str, bytes]) -> None:
             hyperlinks[source_of_rels(name)] = _check_rels(name, root)
     for name, root in roots.items():
         if not name.lower().endswith(".rels"):
-            _check_xml(name, root, hyperlinks.get(name, set()))
+            # Style sheets only matter in pictures: document text may well mention "@import".
+            picture = name.lower().startswith("word/media/") or _local(root.tag) == "svg"
+            _check_xml(name, root, hyperlinks.get(name, set()), parts[name] if picture else b"")
 
 
 def check_docx(data: bytes) -> None:

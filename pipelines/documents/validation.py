@@ -146,7 +146,7 @@ def validate_docx(source: bytes | BinaryIO | str) -> DocxInfo:
                 root = _parse_xml_safely(info.filename, data)
                 if lowered == "[content_types].xml":
                     _check_content_types(root)
-            if not lowered.startswith("word/media/"):
-                xml_parts[info.filename] = data
+            if not lowered.startswith("word/media/") or external_refs.looks_like_xml(info.filename, data):
+                xml_parts[info.filename] = data  # pictures only when XML (SVG can reference URLs)
         external_refs.check_parts(xml_parts)
         return DocxInfo(parts=tuple(names), total_uncompressed=MAX_TOTAL_UNCOMPRESSED - budget)
