@@ -126,3 +126,27 @@ def test_analysis_runs_off_the_event_loop(api, monkeypatch):  # noqa: F811 - fix
     owner = api.tenant()
     assert upload(api, owner, doc("{{ x }}")).status_code == 201
     assert seen == ["worker thread"]
+
+
+def deeply_nested_xml() -> bytes:
+    body = "<w:sdt><w:sdtContent>" * 300 + "<w:p><w:r><w:t>{{ x }}</w:t></w:r></w:p>" + "</w:sdtContent></w:sdt>" * 300
+    return edit(base_docx(), **{"word/document.xml":
+                                f'<?xml version="1.0"?><w:document {W}><w:body>{body}</w:body></w:document>'.encode()})
+
+
+def test_xml_nested_past_the_xml_readers_limit_is_refused_at_upload(api):  # noqa: F811 - fixture
+    # expat (validation) reads it, libxml2 (analysis, docxtpl) refuses it: that used to be a 500.
+    r = upload(api, api.tenant(), deeply_nested_xml())
+    assert r.status_code == 422 and r.json()["code"] == "template_invalid", r.text
+    assert r.json()["part"] == "word/document.xml"
+
+
+def test_an_unexpected_analysis_failure_is_a_located_error(monkeypatch):
+    import pipelines.documents.fields as fields
+
+    def broken(*args, **kwargs):
+        raise ValueError("simulated")
+
+    monkeypatch.setattr(fields, "_jinja_part", broken)
+    analysis = analysed(doc("{{ x }}"))
+    assert analysis.status == "invalid" and "ValueError: simulated" in analysis.errors[0].message

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from pipelines.documents.errors import ExternalReference
+from pipelines.documents.errors import ExternalReference, TemplateInvalid
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
@@ -198,9 +198,13 @@ def check_parts(parts: dict[str, bytes]) -> None:
             continue
         try:
             roots[name] = etree.fromstring(data, parser=_PARSER)
-        except etree.XMLSyntaxError:
-            # A binary part that happens to start with '<'; real XML parts were parsed by validation.
-            continue
+        except etree.XMLSyntaxError as exc:
+            if name.lower().endswith((".xml", ".rels")):
+                # Well-formed for expat (validation), yet refused by libxml2, which every later
+                # reader uses: elements nested over 256 deep, names or text nodes over its limits.
+                raise TemplateInvalid(f"Part {name} cannot be read: {_shown(str(exc.msg or exc))}.",
+                                      part=name) from None
+            continue  # a binary part that happens to start with '<'
     hyperlinks: dict[str, set[str]] = {}
     for name, root in roots.items():
         if name.lower().endswith(".rels"):

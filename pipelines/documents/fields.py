@@ -418,6 +418,8 @@ def analyze_template(source: bytes | BinaryIO | str, limits: AnalysisLimits | No
                 _docxtemplater_part(part, xml, collector, errors, budget)
         except RecursionError:  # a + a + a ..., x|f|f|f...: deep trees the bracket count does not see
             errors.append(LocatedError(part, None, DEEP_MESSAGE))
+        except Exception as exc:  # noqa: BLE001 - whatever else an upload trips stays a located error, not a 500
+            errors.append(LocatedError(part, None, f"The part could not be analysed ({type(exc).__name__}: {exc})."))
     fields, problems = bound_fields(collector.result(), limits)
     errors.extend(LocatedError(part, None, message) for part, message in problems)
     for e in errors:
