@@ -184,6 +184,11 @@ def test_a_fill_cannot_introduce_an_external_reference():
     sneaky = prepare_template(with_body('<w:p><w:r><w:t>{{ name|safe }}</w:t></w:r></w:p>'))
     with pytest.raises(ExternalReference):
         render_docx(sneaky, {"name": field})
+    in_header = prepare_template(edit(base_docx(), **{"word/header1.xml": lambda old: old.replace(
+        b">header<", b">{{ name|safe }}<")}))
+    with pytest.raises(ExternalReference) as caught:
+        render_docx(in_header, {"name": field})
+    assert caught.value.extra["part"] == "word/header1.xml"
 
 
 def test_an_image_value_is_embedded_never_linked():

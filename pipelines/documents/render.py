@@ -376,7 +376,7 @@ def render_docx(
         doc.save(buffer)
         # Values are escaped and images embedded, but a template can still build XML at fill time
         # (``|safe``): the filled document gets the same external-reference check as the upload.
-        external_refs.check_docx(buffer.getvalue())
+        external_refs.check_filled_docx(buffer.getvalue())
     except KilnError:
         raise
     except SecurityError as exc:
