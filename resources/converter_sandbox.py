@@ -40,7 +40,6 @@ PROFILE_SETTINGS = {
     ("/org.openoffice.Office.Common/Security/Scripting", "DisableMacrosExecution"): ("xs:boolean", "true"),
     ("/org.openoffice.Office.Common/Security/Scripting", "BlockUntrustedRefererLinks"): ("xs:boolean", "true"),
     ("/org.openoffice.Office.Writer/Content/Update", "Link"): ("xs:int", "0"),
-    ("/org.openoffice.Office.Calc/Content/Update", "Link"): ("xs:int", "0"),
 }
 _SECRET_VAR = re.compile(r"^(KILN_|AWS_|PG|DAGSTER_)|SECRET|TOKEN|PASSW|CREDENTIAL|_KEY$|DATABASE", re.IGNORECASE)
 _SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/var/cache/fontconfig", "/var/lib/dpkg/alternatives")
