@@ -70,6 +70,8 @@ CASES = {
     "image-rel-embed": (lambda: external_picture(URL), DOC_RELS),
     "image-rel-link": (lambda: external_picture("file:///srv/kiln/.kiln/objects/ws/other/shot.jpg", "r:link"),
                        DOC_RELS),
+    "r-href-attribute": (lambda: with_body('<w:p><w:r><w:pict><v:shape r:href="rId1"/></w:pict></w:r></w:p>'),
+                         "word/document.xml"),
     "r-link-attribute": (lambda: edit(base_docx(picture=True), **{
         "word/document.xml": lambda old: old.replace(b"r:embed=", b"r:link=")}), "word/document.xml"),
     "attached-template": (lambda: edit(base_docx(), **{

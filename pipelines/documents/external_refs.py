@@ -175,8 +175,8 @@ def _check_xml(part: str, root: etree._Element, hyperlinks: set[str], data: byte
         for name, value in el.attrib.items():
             attr = _local(name)
             if _is_rel_attr(name):
-                if attr == "link":
-                    raise _refuse(part, f"links (r:link) to content outside the document from {local}", value)
+                if attr in ("link", "href"):
+                    raise _refuse(part, f"links (r:{attr}) to content outside the document from {local}", value)
                 if value in hyperlinks and local not in _HYPERLINK_ELEMENTS:
                     raise _refuse(part, f"uses an external hyperlink as the content of {local}", value)
             elif attr.lower() in _PATH_ATTRS and (_URL_SCHEME.match(value) or value.strip().startswith(("/", "\\"))):
