@@ -55,7 +55,7 @@ def secret():
     path = folder / "shot.png"
     path.write_bytes(png(50, 40, (0, 255, 0)))
     yield path
-    shutil.rmtree(folder.parent, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def images_in(pdf: Path) -> list[str]:
