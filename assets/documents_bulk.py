@@ -43,11 +43,13 @@ from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifac
     BulkEnv, persist_batch, prepare_batch, row_artifact_id,
 )
 from assets.documents_source import fetch_source
+from pipelines.documents.analysis_limits import AnalysisLimits
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
 from pipelines.documents.render import PreparedTemplate, prepare_template
 from pipelines.documents.tabular import FilenameAllocator, check_columns, count_rows, iter_rows
 from pipelines.errors import ObjectMissing, PermanentError, RetryableError
 from resources.objectstore import ObjectStore
+from resources.settings import get_settings
 from warehouse.artifacts import store_artifact
 from warehouse.db import utcnow
 from warehouse.documents import BulkRow, BulkRun, TemplateVersion
@@ -72,7 +74,8 @@ def load_prepared(session, store: ObjectStore, version: TemplateVersion) -> Prep
     """The version's template, analysed and translated once for every row of the run."""
     key = session.scalar(select(Artifact.storage_key).where(
         Artifact.workspace_id == version.workspace_id, Artifact.id == version.artifact_id))
-    return prepare_template(store.get_bytes(key))
+    # The limits the upload was analysed with (a version stored valid must stay valid here).
+    return prepare_template(store.get_bytes(key), limits=AnalysisLimits.from_settings(get_settings()))
 
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from pipelines.documents.errors import clean_message
 from pipelines.documents.fields import TemplateAnalysis
 from pipelines.documents.render import PreparedTemplate, render_docx
 from pipelines.documents.tabular import RowError, unescape_literal, validate_row
@@ -93,7 +94,8 @@ def render_row(template: PreparedTemplate, index: int, row: dict[str, str], out:
     except KilnError as exc:
         problem = RowError(exc.code, exc.message)
     except Exception as exc:  # noqa: BLE001 - a row's data must not stop the run (nor retry it for ever)
-        problem = RowError("render_failed", f"The row could not be filled: {type(exc).__name__}: {exc}"[:2000])
+        problem = RowError("render_failed",
+                           clean_message(f"The row could not be filled: {type(exc).__name__}: {exc}")[:2000])
     pending.error = problem
     return pending
 

@@ -7,6 +7,10 @@ needs a server on Debian's own python3 (the only one with ``uno``), a second pro
 and a port. Batching needs nothing but ``soffice`` and recovers from anything by construction: each
 batch is a fresh process, so a hang or crash can't poison the next batch.
 
+Confinement (``converter_sandbox.py``): every fresh profile gets hardened settings (no link updates,
+no macros, untrusted links blocked), and soffice runs without network and, under bubblewrap, sees
+only its batch's scratch folder (inputs are copied in) and its profile.
+
 Robustness rules:
 - every converter instance has its own LibreOffice profile directory (two soffice processes on one
   profile make one fail silently); a lock keeps one conversion per instance at a time;
@@ -43,6 +47,7 @@ from pydantic import PrivateAttr
 
 from pipelines.documents.errors import ConversionFailed, ConversionTimeout, ConverterUnavailable
 from pipelines.errors import KilnError, RetryableError
+from resources.converter_sandbox import confine, write_profile_settings
 
 INSTALL_HINT = (
     "Install LibreOffice and metric-compatible fonts: `.ci/system-deps.sh`, or on Debian/Ubuntu "
@@ -147,6 +152,7 @@ class DocumentConverter(dg.ConfigurableResource):
             self._profile.mkdir(parents=True, exist_ok=True)
         else:
             self._profile = Path(tempfile.mkdtemp(prefix="kiln-lo-profile-"))
+        write_profile_settings(self._profile)  # link updates off, macros off (converter_sandbox.py)
         self._conversions = 0
 
     def _run_soffice(self, staged: list[Path], outdir: Path, timeout: float) -> int:
@@ -156,9 +162,14 @@ class DocumentConverter(dg.ConfigurableResource):
             "--headless", "--invisible", "--nodefault", "--nolockcheck", "--nologo", "--norestore",
             "--convert-to", "pdf:writer_pdf_Export", "--outdir", str(outdir), *map(str, staged),
         ]
+        # No network, no files but its scratch folder and profile (see resources/converter_sandbox.py).
+        scratch = outdir.parent
+        executable = shutil.which(self.soffice_path)
+        argv, env = confine(command, scratch=scratch, profile=self._profile_path(), mode=_sandbox_mode(),
+                            readable=[Path(executable).resolve().parent] if executable else [])
         # Own session: on timeout we kill soffice and every helper it forked (oosplash, soffice.bin).
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   start_new_session=True, env={**os.environ, "HOME": str(self._profile_path())})
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True, env=env, cwd=scratch)
         try:
             process.communicate(timeout=timeout)
             return process.returncode
@@ -174,15 +185,21 @@ class DocumentConverter(dg.ConfigurableResource):
             self._conversions += len(staged)
 
     def _convert_chunk(self, sources: list[Path]) -> list[ConversionResult]:
+        if not all(src.is_file() for src in sources):
+            present = [src for src in sources if src.is_file()]
+            done = dict(zip(present, self._convert_chunk(present))) if present else {}
+            return [done.get(src) or ConversionResult(src, None, ConversionFailed(f"{src.name} does not exist."))
+                    for src in sources]
         with tempfile.TemporaryDirectory(prefix="kiln-lo-batch-") as tmp:
             indir, outdir = Path(tmp, "in"), Path(tmp, "out")
             indir.mkdir()
             outdir.mkdir()
-            # Stage under unique names: inputs from different folders may share a stem.
+            # Stage copies under unique names (inputs from different folders may share a stem): a
+            # confined soffice sees only this folder, not where the sources live.
             staged = []
             for i, src in enumerate(sources):
                 link = indir / f"{i:05d}.docx"
-                os.symlink(src, link)
+                shutil.copyfile(src, link)
                 staged.append(link)
             timeout = self.timeout_base_s + self.timeout_per_document_s * len(staged)
             try:
@@ -230,6 +247,12 @@ class DocumentConverter(dg.ConfigurableResource):
         if not target.exists():
             return ConversionResult(source, None, ConversionFailed(f"Word produced no PDF for {source.name}."))
         return ConversionResult(source, target)
+
+
+def _sandbox_mode() -> str:
+    from resources.settings import get_settings
+
+    return get_settings().converter_sandbox
 
 
 def _complete_pdf(path: Path, *, crashed: bool) -> bool:

@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     # Longest a queued PDF render waits for the converter before it answers 503 converter_busy.
     render_queue_wait_seconds: float = Field(default=120.0, gt=0)
     render_retry_after_seconds: int = Field(default=10, ge=1)  # the Retry-After of a converter_busy answer
+    # Document template security (docs/architecture.md "Bad input and abuse" / "Document templates").
+    # Fields one template may declare (it may hold 5x as many tags, with 50 characters of tag text per
+    # field), blocks nested inside one another, characters in a field name, XML bytes of the text parts
+    # analysed, and seconds the analysis of one upload may take (checked between parts).
+    documents_max_fields: int = Field(default=1_000, ge=1)
+    documents_max_nesting: int = Field(default=100, ge=1, le=500)
+    documents_max_field_name: int = Field(default=255, ge=1, le=255)  # the template_field.name column
+    documents_max_analysis_bytes: int = Field(default=5_000_000, ge=1_000)
+    documents_analysis_seconds: float = Field(default=10.0, gt=0)
+    # How soffice is confined: auto (bubblewrap if it works, else a network namespace via unshare,
+    # else nothing with a warning), bwrap, unshare, or off.
+    converter_sandbox: Literal["auto", "bwrap", "unshare", "off"] = "auto"
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -26,9 +26,9 @@ outdir = Path(args[args.index("--outdir") + 1])
 files = args[args.index("--outdir") + 2:]
 profile = next(a for a in args if a.startswith("-env:UserInstallation="))
 with open(os.environ["FAKE_SOFFICE_LOG"], "a") as log:
-    log.write(json.dumps({{"files": [Path(os.path.realpath(f)).name for f in files], "profile": profile}}) + "\\n")
+    log.write(json.dumps({{"files": [Path(f).read_text() for f in files], "profile": profile}}) + "\\n")
 for f in files:
-    name = Path(os.path.realpath(f)).name
+    name = Path(f).read_text()  # the converter stages copies: each stand-in holds its own name
     out = outdir / (Path(f).stem + ".pdf")
     if name.startswith("bad"):
         continue
@@ -48,6 +48,9 @@ def fake(tmp_path, monkeypatch):
     script.chmod(0o755)
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("FAKE_SOFFICE_LOG", str(log))
+    # The fake runs on the test's Python and logs into tmp_path, which bubblewrap would hide:
+    # a network namespace only (the file confinement has its own tests).
+    monkeypatch.setattr("resources.converter._sandbox_mode", lambda: "unshare")
     conv = DocumentConverter(soffice_path=str(script), backend="libreoffice", batch_size=25)
 
     def calls() -> list[dict]:
@@ -61,7 +64,7 @@ def docs(tmp_path: Path, *names: str) -> list[Path]:
     paths = []
     for name in names:
         path = tmp_path / f"{name}.docx"
-        path.write_bytes(b"PK stand-in")
+        path.write_text(path.name)
         paths.append(path)
     return paths
 

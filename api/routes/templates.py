@@ -1,7 +1,8 @@
 """Templates: upload (validated, analysed, content-addressed versions), read, and single fills.
 
-Field analysis runs in the request: it reads a few XML parts of an already-validated .docx
-(milliseconds), so the client sees the fields, or the located errors, in the upload's answer.
+Field analysis runs in the request, in a worker thread (never on the event loop) and within the
+``KILN_DOCUMENTS_*`` analysis budget (``pipelines/documents/analysis_limits.py``: seconds at worst),
+so the client sees the fields, or the located errors, in the upload's answer.
 A template with broken tags is stored as ``invalid`` with its errors; only an unsafe or
 non-.docx upload is refused (typed 4xx from ``validate_docx``), and then nothing is kept.
 """
@@ -30,12 +31,13 @@ from api.render_gate import render_gate
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime, has_control_chars
 from api.uploads import stream_upload_to_store
+from pipelines.documents.analysis_limits import AnalysisLimits
 from pipelines.documents.fields import TemplateAnalysis, analyze_template
 from pipelines.documents.render import PreparedTemplate, prepare_template, render_docx
 from pipelines.documents.validation import validate_docx
 from resources.converter import DocumentConverter
 from resources.objectstore import ObjectStore, artifact_key, content_disposition, sanitize_filename
-from resources.settings import Settings
+from resources.settings import Settings, get_settings
 from warehouse.db import utcnow
 from warehouse.documents import Template, TemplateField, TemplateVersion
 from warehouse.models import Artifact
@@ -195,7 +197,7 @@ def _add_version(session: Session, store: ObjectStore, settings: Settings, templ
             store.delete(upload.key)
             return existing, False
         if analysis is None:
-            analysis = analyze_template(io.BytesIO(data))
+            analysis = analyze_template(io.BytesIO(data), AnalysisLimits.from_settings(settings))
         try:
             with session.begin_nested():
                 return _insert_version(session, template, artifact_id, upload, analysis, user_id), True
@@ -227,7 +229,7 @@ def _insert_version(session: Session, template: Template, artifact_id, upload, a
     session.flush()
     for position, f in enumerate(analysis.fields):
         session.add(TemplateField(
-            workspace_id=template.workspace_id, template_version_id=version.id, position=position, name=f.name[:255],
+            workspace_id=template.workspace_id, template_version_id=version.id, position=position, name=f.name,
             kind=f.kind, required=f.required, locations=f.locations, children=f.children))
     template.updated_at = utcnow()
     session.flush()
@@ -326,7 +328,7 @@ def prepared_template(store: ObjectStore, storage_key: str) -> PreparedTemplate:
         cached = _PREPARED.get(storage_key)
     if cached is not None:
         return cached
-    prepared = prepare_template(store.get_bytes(storage_key))
+    prepared = prepare_template(store.get_bytes(storage_key), limits=AnalysisLimits.from_settings(get_settings()))
     with _PREPARED_LOCK:
         if len(_PREPARED) >= _PREPARED_MAX:
             _PREPARED.pop(next(iter(_PREPARED)))

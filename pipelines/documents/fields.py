@@ -30,15 +30,13 @@ from docxtpl import DocxTemplate
 from jinja2 import nodes
 
 from pipelines.documents import ooxml
+from pipelines.documents.analysis_limits import (
+    DEEP_MESSAGE, MAX_ERRORS, AnalysisLimits, Budget, bound_fields, bound_message,
+)
+from pipelines.documents.errors import clean_message
 from pipelines.documents.jinja_env import ENV, undeclared_names
+from pipelines.documents.tags import BRACE_TAG, DOLLAR_OPEN, DOLLAR_TAG, MERGEFIELD_INSTR, jinja_tags
 
-JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-JINJA_EXPR_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-DOLLAR_TAG = re.compile(r"\$\{\s*([^{}$]+?)\s*\}")
-DOLLAR_OPEN = re.compile(r"\$\{\s*[^\W\d]")  # an unclosed ${name still marks a ${} template
-# docxtemplater: {name}, {#section}, {/section}, {^inverted}, {%image}, {@raw}
-BRACE_TAG = re.compile(r"\{([#/^%@]?)\s*([^{}]*?)\s*\}")
-MERGEFIELD_INSTR = re.compile(r'^\s*MERGEFIELD\s+(?:"([^"]+)"|(\S+))', re.IGNORECASE)
 IDENTIFIER = re.compile(r"(?<![.\w'\"])([A-Za-z_]\w*)")
 _IMAGE_WORDS = ("image", "img", "logo", "photo", "picture", "signature")
 _NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
@@ -152,7 +150,7 @@ def detect_syntax(parts: dict[str, bytes]) -> str:
         if _mergefields(root):
             has_mergefield = True
     joined = "\n".join(texts)
-    if JINJA_TAG.search(joined):
+    if jinja_tags(joined, limit=1):
         return "jinja"
     if has_mergefield:
         return "mergefield"
@@ -164,6 +162,7 @@ def detect_syntax(parts: dict[str, bytes]) -> str:
 
 
 # --- Jinja (docxtpl) -------------------------------------------------------------------------
+
 
 def patched_jinja_source(xml: bytes) -> str:
     """The part's XML as docxtpl hands it to Jinja, one paragraph per line."""
@@ -217,8 +216,12 @@ def _truth_names(test: nodes.Node) -> list[nodes.Name]:
     return []
 
 
-def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError]) -> None:
+def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError], budget: Budget) -> None:
     source = patched_jinja_source(xml)
+    over = budget.spend(jinja_tags(source, limit=budget.limits.max_tags + 1), source)
+    if over:  # before Jinja's parser, whose time grows with the tags and whose recursion with the nesting
+        errors.append(LocatedError(part, None, over))
+        return
     root = ooxml.parse_xml(xml)
     paras = list(ooxml.paragraphs(root))
     try:
@@ -228,7 +231,7 @@ def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[Locat
         errors.append(_located(part, source, paras, getattr(exc, "lineno", None), f"Jinja syntax error: {exc.message}"))
         # Still list the names the tags mention, so the user sees what the template asks for.
         for p in paras:
-            for tag in JINJA_EXPR_TAG.findall(p.text):
+            for tag in jinja_tags(p.text, expressions_only=True):
                 for ident in IDENTIFIER.findall(tag):
                     if ident not in JINJA_WORDS:
                         collector.add(ident, "value", part, _location(part, p))
@@ -269,7 +272,7 @@ def _jinja_part(part: str, xml: bytes, collector: _Collector, errors: list[Locat
 
     where: dict[str, set[str]] = {}
     for p in paras:
-        for tag in JINJA_EXPR_TAG.findall(p.text):
+        for tag in jinja_tags(p.text, expressions_only=True):
             for ident in IDENTIFIER.findall(tag):
                 if ident in undeclared:
                     where.setdefault(ident, set()).add(_location(part, p))
@@ -325,8 +328,13 @@ def _mergefield_part(part: str, xml: bytes, collector: _Collector) -> None:
 
 # --- ${placeholder} and docxtemplater {tag} --------------------------------------------------
 
-def _dollar_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError]) -> None:
-    for p in ooxml.paragraphs(ooxml.parse_xml(xml)):
+def _dollar_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError], budget: Budget) -> None:
+    paras = list(ooxml.paragraphs(ooxml.parse_xml(xml)))
+    over = budget.spend([t for p in paras for t in re.findall(r"\$\{", p.text)])
+    if over:
+        errors.append(LocatedError(part, None, over))
+        return
+    for p in paras:
         for m in DOLLAR_TAG.finditer(p.text):
             collector.add(m.group(1), "image" if image_name(m.group(1)) else "value", part, _location(part, p))
         for start in (m.start() for m in re.finditer(r"\$\{", p.text)):
@@ -335,9 +343,15 @@ def _dollar_part(part: str, xml: bytes, collector: _Collector, errors: list[Loca
                                            p.text[start:start + 200]))
 
 
-def _docxtemplater_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError]) -> None:
+def _docxtemplater_part(part: str, xml: bytes, collector: _Collector, errors: list[LocatedError],
+                        budget: Budget) -> None:
     stack: list[tuple[str, Field | None, int]] = []  # (section name, top-level field, paragraph)
-    for p in ooxml.paragraphs(ooxml.parse_xml(xml)):
+    paras = list(ooxml.paragraphs(ooxml.parse_xml(xml)))
+    over = budget.spend([m.group(0) for p in paras for m in BRACE_TAG.finditer(p.text)])
+    if over:
+        errors.append(LocatedError(part, None, over))
+        return
+    for p in paras:
         for m in BRACE_TAG.finditer(p.text):
             prefix, name = m.group(1), m.group(2)
             if not name:
@@ -359,6 +373,10 @@ def _docxtemplater_part(part: str, xml: bytes, collector: _Collector, errors: li
                     top.children.append(name)
                 if prefix in ("#", "^"):
                     stack.append((name, top, p.index))
+                    if len(stack) > budget.limits.max_nesting:
+                        errors.append(LocatedError(part, p.index, f"Sections nest more than "
+                                                   f"{budget.limits.max_nesting} levels deep.", p.text[:200]))
+                        return
                 continue
             f = collector.add(name, kind, part, _location(part, p))
             if prefix in ("#", "^"):
@@ -367,21 +385,49 @@ def _docxtemplater_part(part: str, xml: bytes, collector: _Collector, errors: li
         errors.append(LocatedError(part, index, f"Section {{#{name}}} is never closed.", ""))
 
 
-def analyze_template(source: bytes | BinaryIO | str) -> TemplateAnalysis:
-    """Detect the syntax and fields of a validated .docx (call ``validate_docx`` first)."""
+def analyze_template(source: bytes | BinaryIO | str, limits: AnalysisLimits | None = None) -> TemplateAnalysis:
+    """Detect the syntax and fields of a validated .docx (call ``validate_docx`` first).
+
+    Bounded by ``limits`` (see ``analysis_limits``): going over a bound is a located error, never
+    an exception, and the fields listed stay within ``limits.max_fields``.
+    """
+    limits = limits or AnalysisLimits()
     parts = ooxml.read_template_parts(source)
+    size = sum(len(xml) for xml in parts.values())
+    if size > limits.max_chars:
+        return TemplateAnalysis(syntax="none", fields=[], errors=[LocatedError(
+            "word/document.xml", None, f"The template's text parts hold {size:,} bytes of XML; "
+            f"at most {limits.max_chars:,} are analysed.")])
     syntax = detect_syntax(parts)
-    collector, errors = _Collector(), []
+    collector, errors, budget = _Collector(), [], Budget(limits)
     for part, xml in parts.items():
-        if syntax == "jinja":
-            _jinja_part(part, xml, collector, errors)
-        elif syntax == "mergefield":
-            _mergefield_part(part, xml, collector)
-        elif syntax == "dollar":
-            _dollar_part(part, xml, collector, errors)
-        elif syntax == "docxtemplater":
-            _docxtemplater_part(part, xml, collector, errors)
-    return TemplateAnalysis(syntax=syntax, fields=collector.result(), errors=errors)
+        if budget.exhausted:
+            break
+        late = budget.expired()
+        if late:
+            errors.append(LocatedError(part, None, late))
+            break
+        try:
+            if syntax == "jinja":
+                _jinja_part(part, xml, collector, errors, budget)
+            elif syntax == "mergefield":
+                _mergefield_part(part, xml, collector)
+            elif syntax == "dollar":
+                _dollar_part(part, xml, collector, errors, budget)
+            elif syntax == "docxtemplater":
+                _docxtemplater_part(part, xml, collector, errors, budget)
+        except RecursionError:  # a + a + a ..., x|f|f|f...: deep trees the bracket count does not see
+            errors.append(LocatedError(part, None, DEEP_MESSAGE))
+        except Exception as exc:  # noqa: BLE001 - whatever else an upload trips stays a located error, not a 500
+            errors.append(LocatedError(part, None, f"The part could not be analysed ({type(exc).__name__}: {exc})."))
+    fields, problems = bound_fields(collector.result(), limits)
+    errors.extend(LocatedError(part, None, message) for part, message in problems)
+    for e in errors:
+        e.message = clean_message(bound_message(e.message))
+    if len(errors) > MAX_ERRORS:
+        extra = len(errors) - MAX_ERRORS + 1
+        errors = errors[:MAX_ERRORS - 1] + [LocatedError(errors[-1].part, None, f"... and {extra:,} more errors.")]
+    return TemplateAnalysis(syntax=syntax, fields=fields, errors=errors)
 
 
 def missing_required(analysis: TemplateAnalysis, provided: set[str] | dict) -> list[str]:

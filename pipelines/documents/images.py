@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.documents.errors import _CleanMessage
 from pipelines.errors import InvalidInput
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -33,7 +34,7 @@ _DATA_URI = re.compile(r"data:(image/(?:png|jpeg|jpg))((?:;[\w.+-]+=[\w.+-]+)*);
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-class InvalidImage(InvalidInput):
+class InvalidImage(_CleanMessage, InvalidInput):
     code = "invalid_image"
     title = "The value of an image field is not a usable image"
 

@@ -161,6 +161,10 @@ def _bounded_concat(chunks: Iterable[str]) -> str:
     return "".join(out)
 
 
+def _none_as_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class DocumentEnvironment(ImmutableSandboxedEnvironment):
     """Autoescaping, sandboxed, bounded; compiles each distinct part source once.
 
@@ -174,7 +178,8 @@ class DocumentEnvironment(ImmutableSandboxedEnvironment):
     concat = staticmethod(_bounded_concat)
 
     def __init__(self) -> None:
-        super().__init__(autoescape=True)
+        # finalize: a None value (JSON null, an empty XLSX cell) prints as nothing, not "None".
+        super().__init__(autoescape=True, finalize=_none_as_empty)
         self.globals["range"] = _bounded_range
         self.globals["lipsum"] = _bounded_lipsum
         self.filters[_LOOP_FILTER] = _bounded_loop

@@ -16,6 +16,7 @@ stays literal. Names reach Jinja as string literals (hex-encoded when they hold 
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -25,8 +26,9 @@ from docxtpl import DocxTemplate
 from jinja2.sandbox import SecurityError
 from lxml import etree
 
-from pipelines.documents import ooxml
-from pipelines.documents.errors import MissingFields, RenderFailed, TemplateSyntaxInvalid
+from pipelines.documents import external_refs, ooxml
+from pipelines.documents.analysis_limits import AnalysisLimits
+from pipelines.documents.errors import MissingFields, NotDocx, RenderFailed, TemplateSyntaxInvalid
 from pipelines.documents.fields import (
     BRACE_TAG, DOLLAR_TAG, MERGEFIELD_INSTR, TemplateAnalysis, analyze_template, image_name, missing_required,
 )
@@ -259,9 +261,13 @@ class PreparedTemplate:
         return self.analysis.syntax
 
 
-def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None) -> PreparedTemplate:
-    """Analyse (unless given) and translate a validated template; raise if its tags are broken."""
-    analysis = analysis or analyze_template(io.BytesIO(source))
+def prepare_template(source: bytes, analysis: TemplateAnalysis | None = None,
+                     limits: AnalysisLimits | None = None) -> PreparedTemplate:
+    """Analyse (unless given, within ``limits``) and translate a validated template; raise if its tags are broken."""
+    try:
+        analysis = analysis or analyze_template(io.BytesIO(source), limits)
+    except Exception as exc:  # only validated uploads get here; a damaged copy still fails typed
+        raise NotDocx(f"The template cannot be read ({type(exc).__name__}: {exc}).") from exc
     if analysis.errors:
         first = analysis.errors[0]
         raise TemplateSyntaxInvalid(
@@ -366,8 +372,11 @@ def render_docx(
         context = {**HELPERS, "_root": dict(values)} if template.syntax in _TRANSLATORS else dict(values)
         with fill_budget():
             doc.render(context, jinja_env=ENV)
-        buffer = out if out is not None else io.BytesIO()
+        buffer = io.BytesIO()
         doc.save(buffer)
+        # Values are escaped and images embedded, but a template can still build XML at fill time
+        # (``|safe``): the filled document gets the same external-reference check as the upload.
+        external_refs.check_filled_docx(buffer.getvalue())
     except KilnError:
         raise
     except SecurityError as exc:
@@ -378,4 +387,11 @@ def render_docx(
         raise RenderFailed("The values or the template nest too deeply to be filled.") from exc
     except Exception as exc:  # user templates can raise anything (1/0, int('x')): the fill fails
         raise RenderFailed(f"The values do not fit the template: {type(exc).__name__}: {exc}") from exc
-    return None if out is not None else buffer.getvalue()
+    if out is None:
+        return buffer.getvalue()
+    if isinstance(out, (str, os.PathLike)):
+        with open(out, "wb") as fh:
+            fh.write(buffer.getvalue())
+    else:
+        out.write(buffer.getvalue())
+    return None

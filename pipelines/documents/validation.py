@@ -6,9 +6,12 @@ Checks, in order, each with its own typed error (stable ``code``):
 - bounded expansion (``zip_bomb``): total uncompressed size, per-entry ratio, entry count; sizes are
   measured while reading, not trusted from the ZIP directory (which an attacker writes);
 - OOXML parts present: ``[Content_Types].xml`` and ``word/document.xml`` (``not_docx``);
-- not macro-enabled (``macro_enabled``): no ``vbaProject.bin``, no macroEnabled content type;
+- not macro-enabled (``macro_enabled``): no ``vbaProject.bin``; ``[Content_Types].xml`` parsed, and
+  no content type (any case, any spacing) that is macro-enabled, a VBA project, or a template/
+  macro main document type other than the plain ``document.main+xml``;
 - every XML part parses with defusedxml: DTDs, entity declarations and external references are
-  refused (``template_invalid``), so no billion-laughs expansion or XXE.
+  refused (``template_invalid``), so no billion-laughs expansion or XXE;
+- no reference to anything outside the package (``external_reference``, see ``external_refs``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import BinaryIO
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 
+from pipelines.documents import external_refs
 from pipelines.documents.errors import MacroEnabled, NotDocx, TemplateInvalid, UnsafeZipEntry, ZipBomb
 
 MAX_TOTAL_UNCOMPRESSED = 100 * 1024 * 1024  # 100 MiB expanded: far above any real template
@@ -30,11 +34,10 @@ RATIO_MIN_SIZE = 1024 * 1024  # small entries may compress well (repetitive XML)
 MAX_ENTRIES = 2000
 MAX_XML_PART = 50 * 1024 * 1024
 
-MACRO_CONTENT_TYPES = (
-    "application/vnd.ms-word.document.macroEnabled",
-    "application/vnd.ms-word.template.macroEnabled",
-    "application/vnd.ms-office.vbaProject",
-)
+# The only main document type a template may have; docxtpl/python-docx refuse the others (.docm,
+# .dotx, .dotm) with an unhelpful error, and the macro-enabled ones carry code.
+DOCX_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+MAIN_TYPES = ("document.main+xml", "template.main+xml", "macroenabled.main+xml", "macroenabledtemplate.main+xml")
 REQUIRED_PARTS = ("[Content_Types].xml", "word/document.xml")
 
 
@@ -72,15 +75,29 @@ def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) 
     return b"".join(chunks)
 
 
-def _parse_xml_safely(name: str, data: bytes) -> None:
+def _parse_xml_safely(name: str, data: bytes):
     try:
-        safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        return safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise TemplateInvalid(
             f"Part {name!r} declares a DTD or entities, which are not allowed in templates.", part=name
         ) from exc
     except safe_et.ParseError as exc:
         raise TemplateInvalid(f"Part {name!r} is not well-formed XML: {exc}.", part=name) from exc
+
+
+def _check_content_types(root) -> None:
+    """Refuse macro-enabled and non-document main types, read from the parsed Default/Override entries."""
+    for el in root.iter():
+        content_type = " ".join((el.get("ContentType") or "").split()).lower().replace(" ", "")
+        if not content_type:
+            continue
+        if "macroenabled" in content_type or "vbaproject" in content_type or "vbadata" in content_type:
+            raise MacroEnabled("The document is macro-enabled (its content types declare macros); "
+                               "upload a macro-free .docx.")
+        if content_type.endswith(MAIN_TYPES) and content_type != DOCX_MAIN:
+            raise MacroEnabled("The document is a Word template (.dotx/.dotm), not a .docx document; "
+                               "open it in Word and save it as a .docx.")
 
 
 def validate_docx(source: bytes | BinaryIO | str) -> DocxInfo:
@@ -110,6 +127,7 @@ def validate_docx(source: bytes | BinaryIO | str) -> DocxInfo:
             raise MacroEnabled("The document contains macros (vbaProject.bin); upload a macro-free .docx.")
 
         budget = MAX_TOTAL_UNCOMPRESSED
+        xml_parts: dict[str, bytes] = {}
         for info in infos:
             if info.is_dir():
                 continue
@@ -122,12 +140,13 @@ def validate_docx(source: bytes | BinaryIO | str) -> DocxInfo:
                               "the file is damaged.") from exc
             budget -= len(data)
             lowered = info.filename.lower()
-            if lowered == "[content_types].xml":
-                text = data.decode("utf-8", "replace")
-                if any(ct.lower() in text.lower() for ct in MACRO_CONTENT_TYPES):
-                    raise MacroEnabled("The document is macro-enabled (.docm content type); upload a macro-free .docx.")
             if lowered.endswith((".xml", ".rels")):
                 if len(data) > MAX_XML_PART:
                     raise ZipBomb(f"Part {info.filename!r} is larger than {MAX_XML_PART // (1024 * 1024)} MiB.")
-                _parse_xml_safely(info.filename, data)
+                root = _parse_xml_safely(info.filename, data)
+                if lowered == "[content_types].xml":
+                    _check_content_types(root)
+            if not lowered.startswith("word/media/") or external_refs.looks_like_xml(info.filename, data):
+                xml_parts[info.filename] = data  # pictures only when XML (SVG can reference URLs)
+        external_refs.check_parts(xml_parts)
         return DocxInfo(parts=tuple(names), total_uncompressed=MAX_TOTAL_UNCOMPRESSED - budget)
