@@ -80,10 +80,9 @@ class NameIndex:
                     return found
         return " ".join(words)
 
-    def mentions(self, text: str) -> list[tuple[str, int]]:
-        """``[(canonical name, offset)]`` for every capitalised name mentioned, longest match first."""
-        toks = tokens(text)
-        found: list[tuple[str, int]] = []
+    def spans(self, toks: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        """``[(canonical name, first token index, last token index)]``: capitalised names, longest match first."""
+        found: list[tuple[str, int, int]] = []
         i = 0
         while i < len(toks):
             matched = 0
@@ -91,8 +90,13 @@ class NameIndex:
                 for size in range(min(self.longest, len(toks) - i), 0, -1):
                     name = self.full.get(tuple(base_word(w) for w, _ in toks[i : i + size]))
                     if name:
-                        found.append((name, toks[i][1]))
+                        found.append((name, i, i + size - 1))
                         matched = size
                         break
             i += matched or 1
         return found
+
+    def mentions(self, text: str) -> list[tuple[str, int]]:
+        """``[(canonical name, character offset)]`` for every name mentioned in ``text``."""
+        toks = tokens(text)
+        return [(name, toks[start][1]) for name, start, _ in self.spans(toks)]
