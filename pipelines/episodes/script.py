@@ -125,7 +125,8 @@ def _quote_spans(para: str) -> tuple[list[tuple[int, int]], bool]:
 
 
 def _narration(text: str) -> str | None:
-    cleaned = " ".join(text.split())
+    # what an attribution leaves behind (". She fell.") loses its leading punctuation
+    cleaned = " ".join(text.split()).lstrip(",.;:!?—–- ")
     return cleaned if cleaned and not _PUNCT_ONLY.fullmatch(cleaned) else None
 
 
