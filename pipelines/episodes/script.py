@@ -33,7 +33,9 @@ SPEECH_VERBS = (
     "said|says|asked|asks|replied|replies|answered|whispered|shouted|yelled|cried|called|muttered|"
     "murmured|added|laughed|sighed|snapped|told|began|continued|insisted|exclaimed|admitted|warned"
 )
-_NAME = r"[A-Z][\w'’-]*(?:[ \t]+[A-Z][\w'’-]*){0,2}"
+# Up to three words of any script (Élodie, Zoë); which of them are capitalised is checked in code.
+_WORD = r"[^\W\d_][\w'’-]*"
+_NAME = rf"{_WORD}(?:[ \t]+{_WORD}){{0,2}}"
 _LEAD = r"[\s,.!?;:—–-]*"
 _AFTER_VERB_NAME = re.compile(rf"{_LEAD}(?:{SPEECH_VERBS})[ \t]+({_NAME})")
 _AFTER_NAME_VERB = re.compile(rf"{_LEAD}({_NAME})[ \t]+(?:{SPEECH_VERBS})\b")
@@ -130,6 +132,20 @@ def _narration(text: str) -> str | None:
     return cleaned if cleaned and not _PUNCT_ONLY.fullmatch(cleaned) else None
 
 
+def _capitalised_run(phrase: str, *, trailing: bool) -> tuple[str, int, int]:
+    """The run of capitalised words at the end (or start) of ``phrase``: its text, start and end in ``phrase``."""
+    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", phrase)]
+    keep = []
+    for word in reversed(words) if trailing else words:
+        if not word[0][:1].isupper():
+            break
+        keep.append(word)
+    if not keep:
+        return "", 0, 0
+    keep.sort(key=lambda w: w[1])
+    return " ".join(w[0] for w in keep), keep[0][1], keep[-1][2]
+
+
 def parse_scene(number: int, para: str, names: NameIndex) -> ScriptScene:
     heading = None
     first, _, rest = para.partition("\n")
@@ -148,15 +164,20 @@ def parse_scene(number: int, para: str, names: NameIndex) -> ScriptScene:
         window = before[-ATTRIBUTION_WINDOW:]
         for pattern in (_BEFORE_NAME_COLON, _BEFORE_NAME_VERB):
             m = pattern.search(window)
-            if m and names.resolve(m.group(1)):
-                speaker, consumed_before = names.resolve(m.group(1)), len(window) - m.start()
+            run, offset, _ = _capitalised_run(m.group(1), trailing=True) if m else ("", 0, 0)
+            if m and run and names.resolve(run):
+                speaker, consumed_before = names.resolve(run), len(window) - (m.start() + offset)
                 break
         if speaker is None:
             head = after[:ATTRIBUTION_WINDOW]
             for pattern in (_AFTER_VERB_NAME, _AFTER_NAME_VERB):
                 m = pattern.match(head)
-                if m and names.resolve(m.group(1)):
-                    speaker, consumed_after = names.resolve(m.group(1)), m.end()
+                run, _, run_end = _capitalised_run(m.group(1), trailing=False) if m else ("", 0, 0)
+                # "Mira said" must be all capitalised ("the old man said" names nobody); "said Mira softly" → Mira
+                if m and run and (pattern is _AFTER_VERB_NAME or run == " ".join(m.group(1).split())) \
+                        and names.resolve(run):
+                    speaker = names.resolve(run)
+                    consumed_after = m.end() if pattern is _AFTER_NAME_VERB else m.start(1) + run_end
                     break
         if speaker is None and not consumed_after:
             m = _BEFORE_PRONOUN.search(window)

@@ -145,3 +145,25 @@ def test_llm_speakers_are_normalised_and_missing_ones_stay_unattributed():
                                                    {"kind": "dialogue", "speaker": None, "text": "Yo"}]}]}
     script = validate_llm_script(raw, title="T", episode_number=1, model="m", cast_names=CAST)
     assert dialogue(script) == [("Mira Okafor", "explicit", "Hi"), (None, "unattributed", "Yo")]
+
+
+@pytest.mark.parametrize("story, speaker, narration", [
+    ('"Bonjour," dit Élodie. "Salut," said Élodie softly.', "Élodie", ["dit Élodie.", "softly."]),
+    ('the lamp flickered as Zoë said, "Hello."', "Zoë", ["the lamp flickered as"]),
+    ('"Hello," the old man said.', None, ["the old man said."]),
+])
+def test_attribution_handles_any_script_and_only_capitalised_names(story, speaker, narration):
+    script = write(story, cast=["Élodie", "Zoë"])
+    speakers = {ln.speaker for ln in script.scenes[0].lines if ln.kind == "dialogue"}
+    assert speaker in speakers
+    assert [ln.text for ln in script.scenes[0].lines if ln.kind == "narration"] == narration
+
+
+def test_markdown_neutralises_story_markup():
+    md_text = script_markdown(write('Mira saw <script>alert(1)</script> and [a](http://x).'))
+    assert "<script>" not in md_text and "&lt;script&gt;" in md_text
+    assert "\\[a\\](http://x)" in md_text  # the link is shown as text, not rendered
+
+
+def test_windows_newlines_and_control_characters():
+    assert write("One.\r\n\r\nTwo.\x00\x07") == write("One.\n\nTwo.")
