@@ -24,7 +24,7 @@ from pipelines.episodes.errors import PackageInvalid, ReferenceImageMismatch, de
 from pipelines.episodes.models import CharacterVersion, EpisodeInput, Relationship, Series, sha256_hex
 from pipelines.episodes.render_plan import RenderPlan, build_render_plan, format_money
 from pipelines.episodes.scenes import SceneRow, build_scene_rows
-from pipelines.episodes.script import Script, script_markdown, write_offline_script
+from pipelines.episodes.script import Script, check_story, script_markdown, write_offline_script
 from pipelines.episodes.text import md
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "package.schema.json"
@@ -58,6 +58,7 @@ def build_episode(*, episode: EpisodeInput, series: Series, pinned: Mapping[str,
                   available_images: Collection[str] = (), library: Iterable[KnownAsset] = (),
                   provider: str = "offline-card", script: Script | None = None) -> EpisodeBuild:
     """The offline pipeline end to end. ``script`` replaces the offline writer (a validated LLM script)."""
+    check_story(episode.story)  # the limits hold on the LLM path too
     cast = episode.cast if episode.cast is not None else series.cast
     names = [pinned[cid].name for cid in cast if cid in pinned]
     script = script or write_offline_script(title=episode.title, episode_number=episode.number, story=episode.story,
@@ -105,7 +106,8 @@ def validate_package(document: Any) -> None:
         raise PackageInvalid(describe_schema_error(errors[0]), json_path=errors[0].json_path)
 
 
-def storyboard_markdown(build: EpisodeBuild) -> str:
+def storyboard_markdown(build: EpisodeBuild, included: Collection[str] = ()) -> str:
+    """A card per scene; thumbnails link to ``references/…`` only when that file is in the package."""
     items = {s.number: s.items for s in build.plan.scenes}
     out = [f"# Storyboard — episode {build.episode.number}: {md(build.episode.title)}", "",
            f"Series: {md(build.series.title)} · style: {md(build.series.style.visual_style)} · "
@@ -122,10 +124,11 @@ def storyboard_markdown(build: EpisodeBuild) -> str:
             outfit = present.state.outfit or "default outfit"
             out.append(f"- **{md(cv.name)}** (v{cv.version}) — {md(outfit)}")
             thumbs = cv.references_by_priority()[:THUMBNAILS_PER_CARD]
-            if thumbs:
-                out.append("  " + " ".join(f"![{md(cv.name)} {r.view}]({r.filename})" for r in thumbs))
-            else:
+            if not thumbs:
                 out.append("  _no reference image (see continuity)_")
+            for ref in thumbs:  # say so when an image was not shipped, rather than leave a dead link
+                out.append(f"  ![{md(cv.name)} {ref.view}]({ref.filename})" if ref.filename in included
+                           else f"  _{ref.view} reference {ref.sha256[:12]}… not included in this package_")
         if row.action:
             out += ["", md(row.action)]
         if row.dialogue:
@@ -159,7 +162,7 @@ def package_files(build: EpisodeBuild, images: Mapping[str, bytes] | None = None
             files[ref.filename] = data
     files["script.md"] = script_markdown(build.script).encode("utf-8")
     files["script.json"] = (build.script.model_dump_json(indent=2) + "\n").encode("utf-8")
-    files["storyboard.md"] = storyboard_markdown(build).encode("utf-8")
+    files["storyboard.md"] = storyboard_markdown(build, included=set(files)).encode("utf-8")
     files["subtitles.srt"] = build.render.subtitles_srt.encode("utf-8")
     names = sorted([*files, "package.json"])
     document = package_document(build, names + ["manifest.json"])

@@ -169,3 +169,25 @@ def test_domain_modules_import_no_framework():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_storyboard_never_links_an_image_the_package_lacks():
+    files = unzip(build_package_zip(build()))  # no image bytes given
+    board = files["storyboard.md"].decode()
+    assert "](references/" not in board and "not included in this package" in board
+
+
+def test_pin_cast_freezes_the_current_versions():
+    from pipelines.episodes.models import pin_cast
+    current = pins()
+    pinned = pin_cast(("c-mira", "c-leo", "c-ghost"), current)
+    assert set(pinned) == {"c-mira", "c-leo"}  # c-ghost has no version: continuity reports it
+    current["c-mira"] = mira(description="edited").pin("c-mira", 2)
+    assert pinned["c-mira"].version == 1
+
+
+def test_llm_path_still_enforces_story_limits():
+    from pipelines.episodes.errors import StoryEmpty
+    script = build().script
+    with pytest.raises(StoryEmpty):
+        build_episode(episode=episode(" "), series=SERIES, pinned=pins(), script=script)
