@@ -37,7 +37,8 @@ TIME_WORDS = {
     "afternoon": "AFTERNOON", "evening": "EVENING", "dusk": "DUSK", "sunset": "DUSK", "twilight": "DUSK",
     "night": "NIGHT", "midnight": "NIGHT", "tonight": "NIGHT",
 }
-_HEADING_PARTS = re.compile(r"(?P<ie>INT\.?/EXT|INT|EXT|I/E)\.[ \t]+(?P<place>[^\n]*?)(?:[ \t]+[-–—][ \t]+(?P<time>[^\n-]*))?")
+_HEADING_PARTS = re.compile(
+    r"(?P<ie>INT\.?/EXT|INT|EXT|I/E)\.[ \t]+(?P<place>[^\n]*?)(?:[ \t]+[-–—][ \t]+(?P<time>[^\n-]*))?")
 _PLACE = re.compile(r"\b(?:in|at|inside|into|outside|on)[ \t]+the[ \t]+([a-z]{2,30})(?:[ \t]+([a-z]{2,30}))?\b")
 _PLACE_STOP = frozenset("and or but with while to of as when where that who which was is".split())
 _TIME = re.compile(r"\b(" + "|".join(TIME_WORDS) + r")\b", re.IGNORECASE)

@@ -50,7 +50,8 @@ Mira climbed the stairs holding a brass lantern. "Leo, are you up there?" said M
 
 "Up here," Leo said. "The lamp went out."
 
-Mira, wearing a wet oilskin, reached the top. Mira's brother Leo waited by the lamp. "Then we fix it," Mira said. "Together," she said."""
+Mira, wearing a wet oilskin, reached the top. Mira's brother Leo waited by the lamp.
+"Then we fix it," Mira said. "Together," she said."""
 
 
 def episode(story: str = STORY, number: int = 1, cast=None) -> EpisodeInput:

@@ -12,8 +12,9 @@ from pipelines.episodes.package import build_episode, package_files
 from pipelines.episodes.script import write_offline_script
 from tests.episodes.support import AVAILABLE, SERIES, SIBLINGS, episode, pins
 
-PIECES = st.sampled_from(['"', "“", "”", "Mira", "Leo", "Zed", " said ", ", ", ": ", ".", "\n\n", "\n", "her brother ",
-                          "green eyes", "wearing a hat", "holding a cup", "INT. ROOM - DAY\n", "'s ", "she said", "x"])
+PIECES = st.sampled_from(['"', "“", "”", "Mira", "Leo", "Zed", " said ", ", ", ": ", ".", "\n\n", "\n",
+                          "her brother ", "green eyes", "wearing a hat", "holding a cup",
+                          "INT. ROOM - DAY\n", "'s ", "she said", "x"])
 STORIES = st.lists(PIECES, min_size=1, max_size=60).map("".join) | st.text(max_size=300)
 
 
