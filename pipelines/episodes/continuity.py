@@ -160,6 +160,8 @@ def _relationship_findings(scene: int, text: str, names: NameIndex, by_name: Map
             if rtype not in ("parent_of", "mentor_of") and a > b:
                 a, b = b, a
             found = defined.get((a, b, rtype))
+            if found is None and rtype not in ("parent_of", "mentor_of"):  # a symmetric type declared directed
+                found = defined.get((b, a, rtype))
             if found is None:
                 out.append(Finding(rule="relationship_undefined", scene=scene,
                                    message=f"The story calls {target} {owner}'s {base_word(word)}, but the series "
@@ -182,22 +184,29 @@ def check_continuity(*, script: Script, rows: list[SceneRow], plan: AssetPlan, c
                                     message=f"The cast member {cid} has no pinned character version."))
     by_name = {cv.name: cv for cv in pinned.values()}
     names = NameIndex(list(by_name))
-    outsiders = {cv.name: cv for cid, cv in series_characters.items() if cid not in pinned}
+    # Series characters this episode may not use: outside the cast, or in it but never pinned.
+    cast_ids = set(cast)
+    outsiders = {cv.name: ("character_not_in_cast" if cid not in cast_ids else "character_not_pinned")
+                 for cid, cv in series_characters.items() if cid not in pinned}
     outsider_names = NameIndex(list(outsiders))
     for scene in script.scenes:
         narration = " ".join(ln.text for ln in scene.lines if ln.kind == "narration")
         for note in scene.notes:
             findings.append(Finding(rule="script_note", scene=scene.number, message=note, severity="warning"))
-        named = {n for n, _ in outsider_names.mentions(narration)}
+        cast_at = {offset for _, offset in names.mentions(narration)}  # a cast name wins over a series name
+        named = {n for n, offset in outsider_names.mentions(narration) if offset not in cast_at}
         for line in scene.lines:
             if line.kind != "dialogue":
                 continue
+            outsider = outsider_names.resolve(line.speaker) if line.speaker else None
             if line.speaker is None:
                 findings.append(Finding(rule="unattributed_dialogue", scene=scene.number,
                                         message=f"Nobody is named as saying “{line.text[:80]}”."))
-            elif line.speaker in outsiders or outsider_names.resolve(line.speaker) in outsiders:
-                named.add(outsider_names.resolve(line.speaker) or line.speaker)
-            elif line.speaker not in by_name:
+            elif line.speaker in by_name:
+                pass
+            elif outsider in outsiders:
+                named.add(outsider)
+            else:
                 findings.append(Finding(rule="unknown_speaker", scene=scene.number,
                                         message=f"{line.speaker} speaks but is not a character of the series."))
             if line.attribution == "inherited":
@@ -205,8 +214,9 @@ def check_continuity(*, script: Script, rows: list[SceneRow], plan: AssetPlan, c
                                         message=f"“{line.text[:80]}” is given to {line.speaker}, the previous "
                                                 f"speaker; name the speaker if that is wrong."))
         for name in sorted(named):
-            findings.append(Finding(rule="character_not_in_cast", scene=scene.number,
-                                    message=f"{name} appears but is not in this episode's cast."))
+            why = ("is not in this episode's cast" if outsiders[name] == "character_not_in_cast"
+                   else "is in the cast but has no pinned version")
+            findings.append(Finding(rule=outsiders[name], scene=scene.number, message=f"{name} appears but {why}."))
         findings += _trait_findings(scene.number, narration, names, by_name)
         findings += _relationship_findings(scene.number, narration, names, by_name, relationships,
                                            script.episode_number)

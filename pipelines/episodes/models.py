@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # imagehash.phash's default 8x8 hash printed as hex: 16 hex digits.
 PHASH_PATTERN = r"^[0-9a-f]{16}$"
-NAME_PATTERN = r"^[^\s\"“”:][^\"“”:]{0,79}$"  # no quotes or colons: they delimit dialogue in a story
+# No quotes or colons (they delimit dialogue in a story), no control characters, no leading space.
+NAME_PATTERN = r"^[^\s\"“”:\x00-\x1f][^\"“”:\x00-\x1f]{0,79}$"
 
 View = Literal["front", "three_quarter", "side", "back", "expression_sheet"]
 # The order in which references are chosen for a generation request (at most three are sent): the

@@ -114,3 +114,26 @@ def test_edited_character_does_not_leak_into_a_pinned_episode():
     story = "Mira blinked her green eyes."
     assert not run(story).passes  # pinned v1 has brown eyes
     assert run(story, pinned=pins(**{"c-mira": v2})).passes
+
+
+def test_unpinned_cast_member_named_in_a_scene_is_located():
+    everyone = pins()
+    only_mira = {"c-mira": everyone["c-mira"]}
+    found = run('Mira waved.\n\n"Hi," said Leo.', pinned=only_mira, series_characters=everyone).findings
+    located = {(f.rule, f.scene) for f in found}
+    assert ("character_not_pinned", None) in located and ("character_not_pinned", 2) in located
+    assert "unknown_speaker" not in {f.rule for f in found}
+
+
+def test_a_cast_name_is_never_taken_for_a_similar_series_name():
+    from tests.episodes.support import leo as leo_character
+    hart = leo_character(name="Leo Hart").pin("c-hart", 1)
+    build = run('Mira waved at Leo.\n\n"Hi," said Leo.', series_characters=pins(**{"c-hart": hart}))
+    assert build.passes, build.findings
+
+
+def test_names_refuse_control_characters_and_quotes():
+    from pydantic import ValidationError
+    for bad in ("Mi\nra", 'Mi"ra', "Mira:", " Mira"):
+        with pytest.raises(ValidationError):
+            mira(name=bad)
