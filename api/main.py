@@ -17,6 +17,7 @@ from api.observability import ApiMetrics, RequestContextMiddleware, configure_lo
 from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
 from api.routes import videos
+from api.transport import RequestBodyGuard
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
 from warehouse.db import is_postgres, make_engine
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         responses=problem_responses(400, 422),
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.engine = make_engine(settings.resolved_database_url,
+                                   sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds)
     app.state.store = store or _default_store(settings)
     metrics = ApiMetrics()
     metrics_url = getattr(settings, "metrics_database_url", None)
@@ -77,6 +79,9 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.state.metrics = metrics
 
     install_problem_handlers(app)
+    # Innermost: authenticates, caps and times the body before any route or FastAPI reads it.
+    app.add_middleware(RequestBodyGuard, max_json_bytes=settings.max_json_body_bytes,
+                       idle_timeout=settings.upload_idle_timeout_seconds)
     app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for module in (health, workspaces, tokens, jobs, artifacts, videos, templates, bulk_runs):

@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=100 * 1024**2, gt=0)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    # API transport: request bodies from slow or hostile clients (api/transport.py, api/uploads.py).
+    # Non-multipart (JSON) bodies larger than this answer 413; uploads have their own per-route limits.
+    max_json_body_bytes: int = Field(default=1024**2, gt=0)
+    # A request body (upload or JSON) that sends no byte for this long answers 408 and keeps nothing.
+    upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    # SQLite only: how long a write waits for another writer's lock before the API answers 503 database_busy.
+    sqlite_busy_timeout_seconds: float = Field(default=5.0, ge=0, le=600)
+
     log_level: str = "INFO"
     log_json: bool = True
     # Engine for /metrics job counts; on PostgreSQL a kiln_system role sees every tenant (default: the API's URL).
