@@ -80,8 +80,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
 
     install_problem_handlers(app)
     # Innermost: authenticates, caps and times the body before any route or FastAPI reads it.
-    app.add_middleware(RequestBodyGuard, max_json_bytes=settings.max_json_body_bytes,
-                       idle_timeout=settings.upload_idle_timeout_seconds)
+    app.add_middleware(RequestBodyGuard)
     app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for module in (health, workspaces, tokens, jobs, artifacts, videos, templates, bulk_runs):

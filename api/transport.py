@@ -31,6 +31,7 @@ them as problem+json with the stable codes in ``api.problems``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -38,7 +39,7 @@ import anyio.to_thread
 from fastapi.dependencies.models import Dependant
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem_response
@@ -77,6 +78,18 @@ def _depends_on(dependant: Dependant, target: Any) -> bool:
     return False
 
 
+def iter_routes(routes) -> Iterator[BaseRoute]:
+    """Every leaf route, through included routers (FastAPI >= 0.16x keeps them as ``_IncludedRouter``
+    branches holding ``original_router``; Kiln includes its routers without an extra prefix, so the
+    leaf routes' own paths are the paths requests use)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from iter_routes(inner.routes)
+        else:
+            yield route
+
+
 def _check_token(engine, token: str, secret_key: str) -> bool:
     with session_factory(engine)() as session, session.begin():
         try:
@@ -87,16 +100,14 @@ def _check_token(engine, token: str, secret_key: str) -> bool:
 
 
 class RequestBodyGuard:
-    def __init__(self, app: ASGIApp, *, max_json_bytes: int, idle_timeout: float) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_json_bytes = max_json_bytes
-        self.idle_timeout = idle_timeout
         self._auth_routes: dict[int, bool] = {}
 
     def _route_needs_auth(self, scope: Scope) -> bool:
         from api.deps import _principal  # the one bearer dependency every authenticated route reaches
 
-        for route in scope["app"].router.routes:
+        for route in iter_routes(scope["app"].router.routes):
             match, _ = route.matches(scope)
             if match == Match.FULL:
                 key = id(route)
@@ -116,6 +127,8 @@ class RequestBodyGuard:
         if not has_body:
             await self.app(scope, receive, send)
             return
+        settings = scope["app"].state.settings  # read per request, so tests (and reloads) can change limits
+        max_json_bytes, idle_timeout = settings.max_json_body_bytes, settings.upload_idle_timeout_seconds
 
         if self._route_needs_auth(scope):
             token = bearer_credentials(headers)
@@ -132,35 +145,11 @@ class RequestBodyGuard:
                 return
 
         capped = not headers.get("content-type", "").lower().startswith("multipart/form-data")
-        if capped and length.isdigit() and int(length) > self.max_json_bytes:
-            await self._reject(scope, receive, send, 413, "payload_too_large",
-                               BodyTooLarge(self.max_json_bytes).detail)
+        if capped and length.isdigit() and int(length) > max_json_bytes:
+            await self._reject(scope, receive, send, 413, "payload_too_large", BodyTooLarge(max_json_bytes).detail)
             return
-        await self.app(scope, self._guarded_receive(scope, receive, capped), send)
-
-    def _guarded_receive(self, scope: Scope, receive: Receive, capped: bool) -> Receive:
-        received = 0
-        body_done = False
-
-        async def guarded() -> Message:
-            nonlocal received, body_done
-            if body_done:  # after the body only a disconnect can come: wait for it, untimed
-                return await receive()
-            message: Message | None = None
-            with anyio.move_on_after(self.idle_timeout):
-                message = await receive()
-            if message is None:
-                raise BodyTimeout(self.idle_timeout)
-            if message["type"] == "http.disconnect":
-                scope.setdefault("state", {})[CLIENT_ABORTED_KEY] = True
-                return message  # the reader raises ClientDisconnect (Starlette) as it always has
-            received += len(message.get("body", b""))
-            if capped and received > self.max_json_bytes:
-                raise BodyTooLarge(self.max_json_bytes)
-            body_done = not message.get("more_body", False)
-            return message
-
-        return guarded
+        limit = max_json_bytes if capped else None
+        await self.app(scope, _guarded_receive(scope, receive, limit, idle_timeout), send)
 
     @staticmethod
     async def _reject(scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str,
@@ -168,3 +157,29 @@ class RequestBodyGuard:
         # Answered without reading the body; the server closes the connection rather than drain it.
         response = problem_response(status, code, detail, request=Request(scope), headers=headers)
         await response(scope, receive, send)
+
+
+def _guarded_receive(scope: Scope, receive: Receive, limit: int | None, idle_timeout: float) -> Receive:
+    received = 0
+    body_done = False
+
+    async def guarded() -> Message:
+        nonlocal received, body_done
+        if body_done:  # after the body only a disconnect can come: wait for it, untimed
+            return await receive()
+        message: Message | None = None
+        with anyio.move_on_after(idle_timeout):
+            message = await receive()
+        if message is None:
+            raise BodyTimeout(idle_timeout)
+        if message["type"] == "http.disconnect":
+            scope.setdefault("state", {})[CLIENT_ABORTED_KEY] = True
+            return message  # the reader raises ClientDisconnect (Starlette) as it always has
+        received += len(message.get("body", b""))
+        if limit is not None and received > limit:
+            raise BodyTooLarge(limit)
+        body_done = not message.get("more_body", False)
+        return message
+
+    return guarded
+
