@@ -12,10 +12,12 @@ from tests.test_api_support import api  # noqa: F401 - fixture
 from warehouse.db import make_engine
 
 
+# SQLite's database-level write lock is the subject; PostgreSQL locks rows and never says "database is locked".
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def sqlite_api(api):
-    if not api.settings.resolved_database_url.startswith("sqlite"):
-        pytest.skip("SQLite's database-level write lock")
     return api
 
 
@@ -68,6 +70,6 @@ def test_concurrent_writes_never_answer_500(sqlite_api):
     assert sum(status == 202 for status, _ in results) >= 40  # the busy timeout absorbs ordinary contention
 
 
-def test_is_database_busy_recognises_only_lock_errors():
+def test_is_database_busy_recognises_only_lock_errors(db_url):
     assert is_database_busy(sqlite3.OperationalError("database is locked"))
     assert not is_database_busy(sqlite3.OperationalError("no such table: job"))
