@@ -47,6 +47,7 @@ from api.security import AuthenticationFailed, authenticate
 from warehouse.db import session_factory
 
 CLIENT_ABORTED_KEY = "client_aborted"
+_ROUTE_KEY = "kiln_body_guard_route"
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
 MISSING_TOKEN_DETAIL = "Send an API token: Authorization: Bearer kiln_<prefix>_<secret>."
 INVALID_TOKEN_DETAIL = "The API token is invalid, expired or revoked."
@@ -114,6 +115,7 @@ class RequestBodyGuard:
                 if key not in self._auth_routes:
                     dependant = getattr(route, "dependant", None)
                     self._auth_routes[key] = dependant is not None and _depends_on(dependant, _principal)
+                scope.setdefault("state", {})[_ROUTE_KEY] = route  # labels an early answer's log line
                 return self._auth_routes[key]
         return False  # 404/405: nothing will read the body
 
@@ -155,6 +157,8 @@ class RequestBodyGuard:
     async def _reject(scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str,
                       headers: dict[str, str] | None = None) -> None:
         # Answered without reading the body; the server closes the connection rather than drain it.
+        if _ROUTE_KEY in scope.get("state", {}):
+            scope["route"] = scope["state"][_ROUTE_KEY]  # the access log and metrics label by route template
         response = problem_response(status, code, detail, request=Request(scope), headers=headers)
         await response(scope, receive, send)
 

@@ -129,3 +129,12 @@ def test_lowering_the_cap_applies_per_request(api):
     api.app.state.settings = api.settings.model_copy(update={"max_json_body_bytes": 50})
     r = api.client.post("/v1/jobs", json={"kind": "selftest", "payload": {"message": "x" * 100}}, headers=t.headers)
     assert r.status_code == 413
+
+
+def test_early_answers_are_logged_under_their_route(api):
+    headers = {"content-type": "application/json", "content-length": str(HUGE)}
+    status, _, _ = _call_asgi(api.app, "POST", "/v1/jobs", headers, _endless())
+    assert status == 401
+    lines = [json.loads(line) for line in api.log.getvalue().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("event") == "request" and line.get("status") == 401]
+    assert access and access[-1]["route"] == "/v1/jobs"

@@ -130,3 +130,18 @@ def test_client_hanging_up_mid_upload_is_a_client_abort_and_keeps_nothing(server
     assert _sample(api, "kiln_http_requests_total", method="POST", route="/v1/videos", status="499") == 1
     assert _sample(api, "kiln_http_requests_total", method="POST", route="/v1/videos", status="500") == 0
     assert _stored_files(api) == []
+
+
+def test_client_hanging_up_mid_json_body_is_a_client_abort(server):
+    api, port = server
+    t = api.tenant()
+    s = _stalled(port, _json_head(t.token))
+    time.sleep(0.3)
+    s.close()
+    deadline = time.monotonic() + 5
+    while _sample(api, "kiln_http_client_aborts_total", method="POST", route="/v1/jobs") < 1 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sample(api, "kiln_http_client_aborts_total", method="POST", route="/v1/jobs") == 1
+    assert _sample(api, "kiln_http_requests_total", method="POST", route="/v1/jobs", status="499") == 1
+    assert "unhandled_error" not in api.log.getvalue()
