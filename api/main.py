@@ -59,8 +59,9 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         version="1.0.0",
         description="Submit work, follow jobs and download artifacts. Authenticate with "
         "`Authorization: Bearer kiln_<prefix>_<secret>`; errors are application/problem+json.",
-        # Any route may answer a malformed body (400) or invalid parameters (422).
-        responses=problem_responses(400, 422),
+        # Any route may answer a malformed body (400), invalid parameters (422) or, on SQLite, a
+        # database busy with other writes (503 database_busy, Retry-After).
+        responses=problem_responses(400, 422, 503),
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url,
@@ -96,6 +97,14 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
         schema["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
         schema["security"] = [{"bearer": []}]
+        # Every operation that takes a body may answer the transport guard's 408 and 413 (api/transport.py).
+        body_problems = problem_responses(408, 413)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    for status, response in body_problems.items():
+                        operation.setdefault("responses", {}).setdefault(
+                            str(status), {"description": response["description"], "content": response["content"]})
         return schema
 
     app.openapi = openapi_with_problem  # type: ignore[method-assign]
