@@ -20,6 +20,7 @@ from api.observability import bind_context
 from api.problems import ApiProblem
 from api.ratelimit import enforce_rate_limit
 from api.security import AuthenticationFailed, Principal, authenticate, record_token_use
+from api.transport import INVALID_TOKEN_DETAIL, MISSING_TOKEN_DETAIL, UNAUTHORIZED_HEADERS, bearer_credentials
 from resources.objectstore import ObjectStore
 from resources.settings import Settings
 from warehouse.db import session_factory
@@ -57,7 +58,6 @@ def _request_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator
 
 RawSession = Annotated[Session, Depends(_request_session, scope="function")]
 
-_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
 
 
 def _stamp_token_use(engine: Engine, principal: Principal) -> None:
@@ -69,16 +69,15 @@ def _stamp_token_use(engine: Engine, principal: Principal) -> None:
 
 def _principal(request: Request, session: RawSession, settings: SettingsDep,
                engine: Annotated[Engine, Depends(get_engine)], background: BackgroundTasks) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        raise ApiProblem(401, "unauthorized", "Send an API token: Authorization: Bearer kiln_<prefix>_<secret>.",
-                         headers=_UNAUTHORIZED_HEADERS)
+    # Requests with a body were already checked by api.transport.RequestBodyGuard, before the body was
+    # read; this check (in the request's own session, which it scopes) covers every request.
+    credentials = bearer_credentials(dict(request.headers))
+    if credentials is None:
+        raise ApiProblem(401, "unauthorized", MISSING_TOKEN_DETAIL, headers=UNAUTHORIZED_HEADERS)
     try:
-        principal = authenticate(session, credentials.strip(), secret_key=settings.secret_key.get_secret_value())
+        principal = authenticate(session, credentials, secret_key=settings.secret_key.get_secret_value())
     except AuthenticationFailed:
-        raise ApiProblem(401, "unauthorized", "The API token is invalid, expired or revoked.",
-                         headers=_UNAUTHORIZED_HEADERS) from None
+        raise ApiProblem(401, "unauthorized", INVALID_TOKEN_DETAIL, headers=UNAUTHORIZED_HEADERS) from None
     request.state.workspace_id = str(principal.workspace_id)
     request.state.user_id = str(principal.user_id)
     enforce_rate_limit(request, settings, principal)  # per token, once it is known (api/ratelimit.py)

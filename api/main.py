@@ -17,6 +17,7 @@ from api.observability import ApiMetrics, RequestContextMiddleware, configure_lo
 from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
 from api.routes import invitations, usage, videos
+from api.transport import RequestBodyGuard
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
 from warehouse.db import is_postgres, make_engine
@@ -58,12 +59,14 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         version="1.0.0",
         description="Submit work, follow jobs and download artifacts. Authenticate with "
         "`Authorization: Bearer kiln_<prefix>_<secret>`; errors are application/problem+json.",
-        # Any route may answer a malformed body (400) or invalid parameters (422); any authenticated
-        # one too many requests for its token (429, api/ratelimit.py).
-        responses=problem_responses(400, 422, 429),
+        # Any route may answer a malformed body (400) or invalid parameters (422); any authenticated one too
+        # many requests for its token (429, api/ratelimit.py); on SQLite, a database busy with other writes
+        # (503 database_busy, Retry-After).
+        responses=problem_responses(400, 422, 429, 503),
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.engine = make_engine(settings.resolved_database_url,
+                                   sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds)
     app.state.store = store or _default_store(settings)
     metrics = ApiMetrics()
     metrics_url = getattr(settings, "metrics_database_url", None)
@@ -78,6 +81,8 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.state.metrics = metrics
 
     install_problem_handlers(app)
+    # Innermost: authenticates, caps and times the body before any route or FastAPI reads it.
+    app.add_middleware(RequestBodyGuard)
     app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for module in (health, workspaces, invitations, tokens, jobs, artifacts, videos, templates, bulk_runs, usage):
@@ -93,6 +98,14 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
         schema["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
         schema["security"] = [{"bearer": []}]
+        # Every operation that takes a body may answer the transport guard's 408 and 413 (api/transport.py).
+        body_problems = problem_responses(408, 413)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    for status, response in body_problems.items():
+                        operation.setdefault("responses", {}).setdefault(
+                            str(status), {"description": response["description"], "content": response["content"]})
         return schema
 
     app.openapi = openapi_with_problem  # type: ignore[method-assign]

@@ -30,6 +30,7 @@ from resources.logs import (  # noqa: F401
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that hung up; never sent, only logged and counted
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -47,6 +48,11 @@ class ApiMetrics:
         self.requests = Counter(
             "kiln_http_requests", "HTTP requests by method, route template and status",
             ["method", "route", "status"], registry=self.registry,
+        )
+        self.client_aborts = Counter(
+            "kiln_http_client_aborts", "Requests whose client closed the connection before sending the whole "
+            "request (counted with status 499 in kiln_http_requests, never as a server error)",
+            ["method", "route"], registry=self.registry,
         )
         self.latency = Histogram(
             "kiln_http_request_duration_seconds", "HTTP request latency by method and route template",
@@ -145,15 +151,18 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            status = status_holder["status"]
+            state = scope.get("state", {})
+            aborted = bool(state.get("client_aborted"))  # set by api.transport / the ClientDisconnect handler
+            status = CLIENT_CLOSED_REQUEST if aborted else status_holder["status"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
-            state = scope.get("state", {})
+            if aborted:
+                self.metrics.client_aborts.labels(method, template).inc()
             # Routes run in a copy of this context (sync ones in a worker thread), so what they bind
             # never reaches this line; they leave the ids on request.state instead.
             job_id = {"job_id": state["job_id"]} if state.get("job_id") else {}
             self.log.info(
-                "request",
+                "client_aborted" if aborted else "request",
                 method=method,
                 route=template,
                 status=status,

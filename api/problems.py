@@ -15,7 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import KilnError
@@ -33,6 +34,7 @@ _STATUS_CODES = {
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
     406: ("not_acceptable", "Not acceptable"),
+    408: ("upload_timeout", "Request body timed out"),
     409: ("conflict", "Conflict"),
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
@@ -208,10 +210,43 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(422, "invalid_value", "A value in the request cannot be stored or compared "
                                 "(for example a NUL character or a number out of range).", request=request)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite (and Python's own C conversions) refuse integers beyond 64 bits; input validation
+        # bounds every int we know of, this catches the ones added later.
+        _log.warning("integer_out_of_range", error=str(exc)[:200])
+        return problem_response(422, "invalid_value", "A number in the request is out of range.", request=request)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if is_database_busy(exc):
+            _log.warning("database_busy")
+            return problem_response(503, "database_busy", "The database is busy with other writes; retry shortly.",
+                                    title="Database busy", request=request,
+                                    headers={"Retry-After": DATABASE_BUSY_RETRY_AFTER})
+        return await _unhandled(request, exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Not a server fault: the access log records it as client_aborted (status 499), no traceback.
+        request.scope.setdefault("state", {})["client_aborted"] = True
+        return problem_response(499, "client_aborted", "The client closed the connection before the request "
+                                "was complete.", title="Client closed request", request=request)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("unhandled_error", error_type=type(exc).__name__)
         return problem_response(500, "internal_error", "An unexpected error occurred.", request=request)
+
+
+DATABASE_BUSY_RETRY_AFTER = "1"
+_BUSY_MESSAGES = ("database is locked", "database table is locked")
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    """SQLite's lock timeout ("database is locked"), as raised through SQLAlchemy or sqlite3."""
+    orig = getattr(exc, "orig", exc)
+    return any(message in str(orig).lower() for message in _BUSY_MESSAGES)
 
 
 # OpenAPI: every route documents its problem responses with this schema.

@@ -2,8 +2,9 @@
 
 ``stream_upload_to_store(request, store, key, max_bytes=...)`` parses the ``multipart/form-data``
 body as it arrives (python-multipart's streaming parser over ``request.stream()``), hands the
-``file`` field's bytes chunk by chunk to ``ObjectStore.put_stream`` running in a worker thread
-(which hashes and enforces the size limit), and keeps the small form fields beside it. Memory
+``file`` field's bytes in small batches to an ``ObjectStore.open_writer`` writer (each write a
+brief worker-thread call; the event loop does the waiting for the client), and keeps the small
+form fields beside it. Memory
 stays at a few chunks whatever the file size. A too-large upload answers 413
 ``payload_too_large`` and a body cut off before its closing boundary 400 ``malformed_multipart``;
 both leave nothing stored.
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request
 from starlette.datastructures import UploadFile  # the base class: parsed forms hold it, FastAPI subclasses it
@@ -33,6 +33,7 @@ CHUNK_SIZE = 1024 * 1024
 SNIFF_BYTES = 512
 MAX_FIELD_BYTES = 64 * 1024  # non-file form fields are small JSON/text
 MULTIPART_OVERHEAD = 1024 * 1024  # headers and other fields, beyond the file's own limit
+WRITE_BATCH_BYTES = 256 * 1024  # body chunks (~64 KiB) gathered per thread hop: fewer hops, small memory
 
 
 @dataclass(frozen=True)
@@ -244,37 +245,38 @@ async def stream_upload_to_store(
     if not feed.file_seen:
         raise ApiProblem(422, "missing_file", f"The multipart body has no {field_name!r} file field.")
 
+    # The event loop reads the body; only each batch's blocking write goes to a worker thread, and
+    # briefly. A stalled client therefore parks a coroutine, never a thread (the thread pool is
+    # shared by every sync route, /healthz included); the idle timeout lives in api.transport.
+    writer = await anyio.to_thread.run_sync(lambda: store.open_writer(key, max_bytes=max_bytes))
     head = bytearray()
-
-    def chunks() -> Iterator[bytes]:
-        received = 0
-        while True:
-            chunk = anyio.from_thread.run(_next, feed)
-            if chunk is None:
-                return
+    pending = bytearray()
+    received = 0
+    try:
+        while (chunk := await feed.next_file_chunk()) is not None:
             received += len(chunk)
             if received > max_bytes:
                 raise PayloadTooLarge(f"the upload is larger than the limit of {max_bytes} bytes")
             if len(head) < SNIFF_BYTES:
                 head.extend(chunk[: SNIFF_BYTES - len(head)])
-            yield chunk
-
-    put = await anyio.to_thread.run_sync(lambda: store.put_stream(key, chunks(), max_bytes=max_bytes))
-    try:
+            pending += chunk
+            if len(pending) >= WRITE_BATCH_BYTES:
+                await anyio.to_thread.run_sync(writer.write, bytes(pending))
+                pending.clear()
+        if pending:
+            await anyio.to_thread.run_sync(writer.write, bytes(pending))
+            pending.clear()
         await feed.rest()  # form fields after the file, up to the closing boundary
+        # Published only once the whole request arrived: a cut-off body never leaves an object.
+        put = await anyio.to_thread.run_sync(writer.commit)
     except BaseException:
-        # The file itself arrived whole, but the request did not: nothing of it is kept (shielded,
-        # so a cancelled request, e.g. a client disconnect, still cleans up).
+        # Shielded, so a cancelled request (timeout, client gone) still discards the partial object.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(store.delete, put.key)
+            await anyio.to_thread.run_sync(writer.abort)
         raise
     return StreamedUpload(key=put.key, sha256=put.sha256, size_bytes=put.size_bytes, filename=feed.filename,
                           content_type=sniff(bytes(head)), declared_content_type=feed.declared_type,
                           fields=dict(feed.fields))
-
-
-async def _next(feed: _MultipartFeed) -> bytes | None:
-    return await feed.next_file_chunk()
 
 
 async def _from_upload_file(upload: UploadFile, store: ObjectStore, key: str, max_bytes: int) -> StreamedUpload:

@@ -70,10 +70,70 @@ def file_chunks(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> I
         while chunk := fh.read(chunk_size):
             yield chunk
 
+class ObjectWriter(ABC):
+    """One object being written piece by piece: ``write`` chunks, then ``commit`` or ``abort``.
+
+    Each call blocks briefly (a disk write, one S3 part) and returns, so a caller reading a slow
+    network stream holds no thread while it waits for the next chunk (api/uploads.py). Nothing is
+    visible under the key before ``commit``; ``abort`` (or a failed ``write``/``commit``) leaves
+    nothing behind. ``write`` raises ``PayloadTooLarge`` once more than ``max_bytes`` arrive.
+    """
+
+    def __init__(self, key: str, max_bytes: int | None) -> None:
+        self.key = key
+        self._digest = _DigestingCounter(max_bytes)
+        self._closed = False
+
+    @property
+    def size_bytes(self) -> int:
+        return self._digest.size
+
+    def write(self, chunk: bytes) -> None:
+        if self._closed:
+            raise RuntimeError("write after commit or abort")
+        if not chunk:
+            return
+        try:
+            self._digest.add(chunk)
+            self._write(chunk)
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self) -> PutResult:
+        if self._closed:
+            raise RuntimeError("commit after commit or abort")
+        try:
+            self._commit()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self._digest.result(self.key)
+
+    def abort(self) -> None:
+        """Discard what was written; idempotent, and a no-op after ``commit``."""
+        if not self._closed:
+            self._closed = True
+            self._abort()
+
+    @abstractmethod
+    def _write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _abort(self) -> None: ...
+
+
 class ObjectStore(dg.ConfigurableResource, ABC):
     """Streamed put with SHA-256 and a size limit, get, ranged get, delete, exists, signed URL."""
 
     @abstractmethod
+    def open_writer(self, key: str, *, max_bytes: int | None = None, content_type: str | None = None) -> ObjectWriter:
+        """An incremental, atomic write of ``key`` (see ``ObjectWriter``)."""
+
     def put_stream(
         self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
     ) -> PutResult:
@@ -81,6 +141,14 @@ class ObjectStore(dg.ConfigurableResource, ABC):
 
         Raises ``PayloadTooLarge`` (and leaves nothing behind) once more than ``max_bytes`` arrive.
         """
+        writer = self.open_writer(key, max_bytes=max_bytes, content_type=content_type)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> PutResult:
         return self.put_stream(key, [data], content_type=content_type)

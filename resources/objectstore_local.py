@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -19,9 +19,8 @@ from resources.objectstore import (
     IncompleteWritesReport,
     ObjectInfo,
     ObjectStore,
-    PutResult,
+    ObjectWriter,
     _check_range,
-    _DigestingCounter,
     as_utc,
     validate_key,
     validate_prefix,
@@ -45,32 +44,9 @@ class LocalObjectStore(ObjectStore):
             raise StorageKeyError(f"storage key escapes the object root: {key!r}")
         return resolved
 
-    def put_stream(
-        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
-    ) -> PutResult:
-        path = self._path(key)
-        directory = os.path.dirname(path)
-        digest = _DigestingCounter(max_bytes)
-        fd, tmp_path = self._temp_file(directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    if chunk:
-                        digest.add(chunk)
-                        fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            # Re-check after writing: a directory swapped for a symlink meanwhile must not win.
-            if self._path(key) != path:
-                raise StorageKeyError(f"storage key escapes the object root: {key!r}")
-            os.replace(tmp_path, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_path)
-            self._prune_empty_parents(directory)
-            raise
-        _fsync_directory(directory)
-        return digest.result(key)
+    def open_writer(self, key: str, *, max_bytes: int | None = None,
+                    content_type: str | None = None) -> ObjectWriter:
+        return _LocalWriter(self, key, max_bytes)
 
     @staticmethod
     def _temp_file(directory: str) -> tuple[int, str]:
@@ -177,6 +153,38 @@ class LocalObjectStore(ObjectStore):
             removed, freed = removed + 1, freed + info.size_bytes
             self._prune_empty_parents(directory)
         return IncompleteWritesReport(removed=removed, bytes_freed=freed, failed=failed)
+
+
+class _LocalWriter(ObjectWriter):
+    """A temp file beside the target, fsynced and renamed into place on commit."""
+
+    def __init__(self, store: LocalObjectStore, key: str, max_bytes: int | None) -> None:
+        super().__init__(key, max_bytes)
+        self._store = store
+        self._path = store._path(key)
+        self._directory = os.path.dirname(self._path)
+        fd, self._tmp_path = store._temp_file(self._directory)
+        self._fh = os.fdopen(fd, "wb")
+
+    def _write(self, chunk: bytes) -> None:
+        self._fh.write(chunk)
+
+    def _commit(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        # Re-check after writing: a directory swapped for a symlink meanwhile must not win.
+        if self._store._path(self.key) != self._path:
+            raise StorageKeyError(f"storage key escapes the object root: {self.key!r}")
+        os.replace(self._tmp_path, self._path)
+        _fsync_directory(self._directory)
+
+    def _abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp_path)
+        self._store._prune_empty_parents(self._directory)
 
 
 _TEMP_PREFIX, _TEMP_SUFFIX = ".tmp-", ".part"  # the names _temp_file gives mkstemp

@@ -7,7 +7,7 @@ downloads that carry ``Content-Disposition: attachment``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +24,8 @@ from resources.objectstore import (
     IncompleteWritesReport,
     ObjectInfo,
     ObjectStore,
-    PutResult,
+    ObjectWriter,
     _check_range,
-    _DigestingCounter,
     as_utc,
     content_disposition,
     validate_key,
@@ -89,51 +88,9 @@ class S3ObjectStore(ObjectStore):
         validate_key(key)
         return self._bucket_prefix() + key
 
-    def put_stream(
-        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None, content_type: str | None = None
-    ) -> PutResult:
-        object_key, part_bytes, client = self._object_key(key), self.multipart_part_bytes, self._s3()
-        extra = {"ContentType": content_type} if content_type else {}
-        digest = _DigestingCounter(max_bytes)
-        buffer = bytearray()  # at most one part plus one incoming chunk
-        upload_id: str | None = None
-        parts: list[dict[str, Any]] = []
-
-        def send_part(body: bytes) -> None:
-            response = client.upload_part(
-                Bucket=self.bucket, Key=object_key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body
-            )
-            parts.append({"ETag": response["ETag"], "PartNumber": len(parts) + 1})
-
-        try:
-            for chunk in chunks:
-                if not chunk:
-                    continue
-                digest.add(chunk)
-                buffer += chunk
-                while len(buffer) >= part_bytes:
-                    if upload_id is None:
-                        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=object_key, **extra)[
-                            "UploadId"
-                        ]
-                    body = bytes(buffer[:part_bytes])
-                    del buffer[:part_bytes]
-                    send_part(body)
-            if upload_id is None:
-                client.put_object(Bucket=self.bucket, Key=object_key, Body=bytes(buffer), **extra)
-            else:
-                if buffer:
-                    send_part(bytes(buffer))
-                    buffer.clear()
-                client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=object_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                )
-        except BaseException:
-            if upload_id is not None:  # otherwise the parts linger (and are billed) until a lifecycle rule
-                with contextlib.suppress(Exception):
-                    client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
-            raise
-        return digest.result(key)
+    def open_writer(self, key: str, *, max_bytes: int | None = None,
+                    content_type: str | None = None) -> ObjectWriter:
+        return _S3Writer(self, key, max_bytes, content_type)
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         _check_range(start, end)
@@ -231,6 +188,53 @@ class S3ObjectStore(ObjectStore):
                     continue
                 removed += 1
         return IncompleteWritesReport(removed=removed, failed=failed)
+
+
+class _S3Writer(ObjectWriter):
+    """Buffers up to one part; a small object is one PutObject, a larger one a multipart upload."""
+
+    def __init__(self, store: S3ObjectStore, key: str, max_bytes: int | None, content_type: str | None) -> None:
+        super().__init__(key, max_bytes)
+        self._client, self._bucket = store._s3(), store.bucket
+        self._object_key = store._object_key(key)
+        self._part_bytes = store.multipart_part_bytes
+        self._extra = {"ContentType": content_type} if content_type else {}
+        self._buffer = bytearray()  # at most one part plus one incoming chunk
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def _send_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=self._object_key, **self._extra)["UploadId"]
+        number = len(self._parts) + 1
+        response = self._client.upload_part(Bucket=self._bucket, Key=self._object_key, UploadId=self._upload_id,
+                                            PartNumber=number, Body=body)
+        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+    def _write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        while len(self._buffer) >= self._part_bytes:
+            body = bytes(self._buffer[: self._part_bytes])
+            del self._buffer[: self._part_bytes]
+            self._send_part(body)
+
+    def _commit(self) -> None:
+        if self._upload_id is None:
+            self._client.put_object(Bucket=self._bucket, Key=self._object_key, Body=bytes(self._buffer), **self._extra)
+        else:
+            if self._buffer:
+                self._send_part(bytes(self._buffer))
+            self._client.complete_multipart_upload(Bucket=self._bucket, Key=self._object_key,
+                                                   UploadId=self._upload_id, MultipartUpload={"Parts": self._parts})
+        self._buffer = bytearray()
+
+    def _abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is not None:  # otherwise the parts linger (and are billed) until a lifecycle rule
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._object_key,
+                                                    UploadId=self._upload_id)
 
 
 def _iter_body(body: Any, chunk_size: int) -> Iterator[bytes]:

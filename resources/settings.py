@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     # How soffice is confined: auto (bubblewrap if it works, else a network namespace via unshare,
     # else nothing with a warning), bwrap, unshare, or off.
     converter_sandbox: Literal["auto", "bwrap", "unshare", "off"] = "auto"
+    # API transport: request bodies from slow or hostile clients (api/transport.py, api/uploads.py).
+    # Non-multipart (JSON) bodies larger than this answer 413; uploads have their own per-route limits.
+    max_json_body_bytes: int = Field(default=1024**2, gt=0)
+    # A request body (upload or JSON) that sends no byte for this long answers 408 and keeps nothing.
+    upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    # SQLite only: how long a write waits for another writer's lock before the API answers 503 database_busy.
+    sqlite_busy_timeout_seconds: float = Field(default=5.0, ge=0, le=600)
 
     log_level: str = "INFO"
     log_json: bool = True

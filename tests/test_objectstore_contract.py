@@ -123,6 +123,66 @@ def test_failed_source_leaves_no_object_and_keeps_the_old_one(store):
     assert store.get_bytes("keep") == b"old bytes"
 
 
+# ------------------------------------------------------------------ the incremental writer (uploads)
+
+
+def test_writer_streams_chunks_and_publishes_only_on_commit(store):
+    data = _pattern(11 * MiB + 123)  # more than two S3 parts of the test part size
+    writer = store.open_writer("ws/w/obj.bin", max_bytes=len(data))
+    for piece in _chunked(data, 300_000):
+        writer.write(piece)
+        assert not store.exists("ws/w/obj.bin")  # nothing visible before commit
+    assert writer.size_bytes == len(data)
+    result = writer.commit()
+    assert (result.sha256, result.size_bytes) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert store.get_bytes("ws/w/obj.bin") == data
+    writer.abort()  # a no-op after commit
+    assert store.exists("ws/w/obj.bin")
+
+
+def test_writer_abort_leaves_nothing_and_keeps_the_old_object(store):
+    store.put_bytes("ws/w/keep.bin", b"old")
+    writer = store.open_writer("ws/w/keep.bin")
+    writer.write(_pattern(6 * MiB))  # past one S3 part: a multipart upload is open
+    writer.abort()
+    writer.abort()  # idempotent
+    assert store.get_bytes("ws/w/keep.bin") == b"old"
+    fresh = store.open_writer("ws/w/new.bin")
+    fresh.write(b"partial")
+    fresh.abort()
+    assert not store.exists("ws/w/new.bin")
+    assert [o.key for o in store.list_objects("ws/w/")] == ["ws/w/keep.bin"]
+    with pytest.raises(RuntimeError):
+        fresh.write(b"more")
+
+
+def test_writer_size_limit_aborts_at_the_write_that_passes_it(store):
+    writer = store.open_writer("ws/w/limited.bin", max_bytes=6 * MiB)
+    writer.write(b"a" * (6 * MiB))
+    with pytest.raises(PayloadTooLarge):
+        writer.write(b"b")
+    assert not store.exists("ws/w/limited.bin")
+    with pytest.raises(RuntimeError):
+        writer.commit()
+
+
+def test_local_writer_abort_removes_its_temp_file(tmp_path):
+    store = LocalObjectStore(root=str(tmp_path))
+    writer = store.open_writer("ws/x/y.bin")
+    writer.write(b"partial")
+    writer.abort()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_s3_writer_abort_leaves_no_multipart_upload(s3_store, raw_s3):
+    writer = s3_store.open_writer("aborted.bin")
+    writer.write(b"z" * (6 * MiB))
+    assert raw_s3.list_multipart_uploads(Bucket=BUCKET, Prefix=s3_store.prefix).get("Uploads", [])
+    writer.abort()
+    assert raw_s3.list_multipart_uploads(Bucket=BUCKET, Prefix=s3_store.prefix).get("Uploads", []) == []
+    assert raw_s3.list_objects_v2(Bucket=BUCKET, Prefix=s3_store.prefix)["KeyCount"] == 0
+
+
 @pytest.mark.parametrize(
     ("start", "end", "expected"),
     [

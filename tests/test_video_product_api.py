@@ -179,16 +179,20 @@ def test_streaming_an_upload_holds_no_database_connection(api, monkeypatch):  # 
     owner = api.tenant()
     pool = api.app.state.engine.pool
     checked_out_while_streaming: list[int] = []
-    put_stream = type(api.store).put_stream
+    open_writer = type(api.store).open_writer
 
-    def observing_put_stream(self, key, chunks, **kwargs):
-        def observed():
-            for chunk in chunks:
-                checked_out_while_streaming.append(pool.checkedout())
-                yield chunk
-        return put_stream(self, key, observed(), **kwargs)
+    def observing_open_writer(self, key, **kwargs):  # uploads write through ObjectStore.open_writer
+        writer = open_writer(self, key, **kwargs)
+        write = writer.write
 
-    monkeypatch.setattr(type(api.store), "put_stream", observing_put_stream)
+        def observed_write(chunk):
+            checked_out_while_streaming.append(pool.checkedout())
+            write(chunk)
+
+        writer.write = observed_write
+        return writer
+
+    monkeypatch.setattr(type(api.store), "open_writer", observing_open_writer)
     r = _upload(api, owner, NO_AUDIO)
     assert r.status_code == 202, r.text
     assert checked_out_while_streaming and set(checked_out_while_streaming) == {0}

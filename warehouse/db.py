@@ -30,17 +30,24 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # workers and tools; the API passes KILN_SQLITE_BUSY_TIMEOUT_SECONDS
+
+
+def make_engine(url: str, *, sqlite_busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT, **kwargs) -> Engine:
+    """An engine; on SQLite a write waits up to ``sqlite_busy_timeout`` seconds for another writer's lock
+    (then raises "database is locked", which the API answers as 503 ``database_busy``)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        busy_ms = int(sqlite_busy_timeout * 1000)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
+                               **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         @event.listens_for(engine, "savepoint")

@@ -17,7 +17,7 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -82,10 +82,13 @@ class TemplatePage(Page[TemplateOut]):
     pass
 
 
+MAX_VERSION = 2**31 - 1  # version numbers are INTEGER columns: larger ones are 422 at the edge, never a DB error
+
+
 class RenderRequest(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict)
     format: Literal["docx", "pdf"] = "docx"
-    version: int | None = Field(default=None, ge=1, description="Default: the latest version")
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION, description="Default: the latest version")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -306,7 +309,8 @@ def get_template(id: uuid.UUID, principal: JobsReader, session: DbSession) -> Te
 
 
 @router.get("/{id}/versions/{n}", response_model=TemplateVersionOut, responses=problem_responses(404))
-def get_version(id: uuid.UUID, n: int, principal: JobsReader, session: DbSession) -> TemplateVersionOut:
+def get_version(id: uuid.UUID, n: Annotated[int, PathParam(ge=1, le=MAX_VERSION)], principal: JobsReader,
+                session: DbSession) -> TemplateVersionOut:
     template = load_template(session, principal.workspace_id, id)
     return version_out(session, load_version(session, template, n) if n >= 1 else _missing_version())
 
