@@ -24,7 +24,13 @@ BOUNDARY = "kilnboundary"
 
 @pytest.fixture
 def server(api) -> Iterator[tuple[object, int]]:
-    api.app.state.settings = api.settings.model_copy(update={"upload_idle_timeout_seconds": 4.0})
+    # The per-token/per-workspace upload caps (api/limits.py, tested in test_api_quotas_concurrency.py) are off here:
+    # this test is about 80 stalled bodies reaching the server at once, not about refusing them.
+    api.app.state.settings = api.settings.model_copy(update={
+        "upload_idle_timeout_seconds": 4.0,
+        "max_concurrent_uploads_per_token": 0,
+        "max_concurrent_uploads_per_workspace": 0,
+    })
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
