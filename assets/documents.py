@@ -13,12 +13,13 @@ import uuid
 import dagster as dg
 
 from assets._job_context import kiln_job
-from assets.documents_bulk import KIND, BulkEnv, run_bulk
+from assets.documents_bulk import BulkEnv, run_bulk
+from pipelines.documents.product import KIND, PARTITIONS
 from resources.converter import DocumentConverter
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore
 
-bulk_runs_partitions = dg.DynamicPartitionsDefinition(name="bulk_runs")
+bulk_runs_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
 
 
 @dg.asset(partitions_def=bulk_runs_partitions, group_name="documents", kinds={"python", "docx", "pdf"})

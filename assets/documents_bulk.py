@@ -43,6 +43,7 @@ from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifac
     BulkEnv, persist_batch, prepare_batch, row_artifact_id,
 )
 from assets.documents_source import fetch_source
+from pipelines.documents.product import KIND
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
 from pipelines.documents.render import PreparedTemplate, prepare_template
 from pipelines.documents.tabular import FilenameAllocator, check_columns, iter_rows
@@ -53,7 +54,6 @@ from warehouse.db import utcnow
 from warehouse.documents import BulkRow, BulkRun, TemplateVersion
 from warehouse.models import Artifact
 
-KIND = "documents_bulk"
 MODES = ("run", "resume", "retry_failed")
 
 

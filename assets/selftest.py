@@ -6,12 +6,13 @@ sensor functions (the context type, resource parameters)."""
 import dagster as dg
 
 from assets._job_context import kiln_job
-from pipelines.selftest import KIND, SelftestRequest, build_report, render_report
+from pipelines.selftest import SelftestRequest, build_report, render_report
+from pipelines.selftest.product import CARD, KIND
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore
 from warehouse.db import utcnow
 
-selftest_jobs_partitions = dg.DynamicPartitionsDefinition(name="selftest_jobs")
+selftest_jobs_partitions = dg.DynamicPartitionsDefinition(name=CARD.kind().partitions)
 
 
 @dg.asset(partitions_def=selftest_jobs_partitions, group_name="platform", kinds={"python"})

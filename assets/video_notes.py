@@ -46,6 +46,7 @@ from pipelines.video_notes.formats import render_all
 from pipelines.video_notes.frames import Screenshot, capture_screenshots, detect_scene_changes
 from pipelines.video_notes.highlights import rank_highlights
 from pipelines.video_notes.probe import probe
+from pipelines.video_notes.product import PARTITIONS
 from pipelines.video_notes.scratch import sweep_scratch
 from pipelines.video_notes.summary import build_summary, cited_timestamps_exist
 from pipelines.video_notes.transcript import Transcript
@@ -55,7 +56,7 @@ from resources.objectstore import ObjectStore
 from resources.transcriber import Transcriber
 from warehouse.video_notes import Highlight, highlights_of_job
 
-videos_partitions = dg.DynamicPartitionsDefinition(name="videos")
+videos_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
 
 GROUP = "video_notes"
 MAX_SCENE_SHOTS = 12  # scene-change screenshots beyond the highlights' own

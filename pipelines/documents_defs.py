@@ -3,13 +3,8 @@
 import dagster as dg
 
 from assets.documents import bulk_run_outputs
-from assets.documents_bulk import KIND
-from pipelines.maintenance.retention import register_partitions
 from resources.converter import DocumentConverter
 from sensors.documents import bulk_docx_job, bulk_pdf_job, bulk_runs_dispatch_sensor
-
-# Retention removes a bulk run's partition once its jobs are finished and its artifacts expired.
-register_partitions(KIND, "bulk_runs")
 
 defs = dg.Definitions(
     assets=[bulk_run_outputs],

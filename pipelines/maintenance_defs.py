@@ -18,7 +18,7 @@ from datetime import timedelta
 import dagster as dg
 
 from assets.lineage import LINEAGE_SINGLETON_TAGS, lineage_warehouse
-from pipelines.maintenance.retention import PARTITIONS_BY_KIND
+from pipelines.maintenance.retention import partitions_by_kind
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore
 from resources.settings import get_settings
@@ -78,7 +78,7 @@ def remove_stale_partitions_op(
     if grace_days is None:
         grace_days = get_settings().retention_days_log
     instance = context.instance
-    existing = {name: instance.get_dynamic_partitions(name) for name in sorted(set(PARTITIONS_BY_KIND.values()))}
+    existing = {name: instance.get_dynamic_partitions(name) for name in sorted(set(partitions_by_kind().values()))}
     stale = stale_partitions(database.engine(), existing, now=utcnow(), empty_job_grace=timedelta(days=grace_days))
     removed: dict[str, int] = {}
     for name, keys in stale.items():

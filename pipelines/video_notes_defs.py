@@ -7,13 +7,9 @@ at run time, so the embedded defaults (whisper base on CPU, the offline summary)
 import dagster as dg
 
 from assets.video_notes import VIDEO_NOTES_ASSETS
-from pipelines.maintenance.retention import register_partitions
 from resources.llm import LLM
 from resources.transcriber import Transcriber
 from sensors.video_notes import video_notes_dispatch_sensor, video_notes_job
-from warehouse.video_notes import JOB_KIND
-
-register_partitions(JOB_KIND, "videos")
 
 defs = dg.Definitions(
     assets=VIDEO_NOTES_ASSETS,

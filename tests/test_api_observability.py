@@ -5,8 +5,10 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from api.job_kinds import SelftestPayload, register_job_kind
+from api.job_kinds import SelftestPayload
 from api.observability import redact_secrets
+from pipelines import products
+from pipelines.card import JobKind, ProductCard
 from tests.test_api_support import api  # noqa: F401 - fixture
 
 
@@ -57,10 +59,11 @@ def test_redaction_processor_directly():
     assert out == {"event": "x [REDACTED] y", "token_id": "keep", "Token": "[REDACTED]"}
 
 
-def test_metrics_count_requests_by_route_template_and_jobs_from_the_db(api):
+def test_metrics_count_requests_by_route_template_and_jobs_from_the_db(api, monkeypatch):
     # A kind of its own: on PostgreSQL the database is shared by the whole session.
     kind = f"probe_{uuid.uuid4().hex[:8]}"
-    register_job_kind(kind, SelftestPayload)
+    probe = ProductCard(kind, (JobKind(kind, partitions=f"{kind}_jobs", payload_model=SelftestPayload),))
+    monkeypatch.setattr(products, "PRODUCTS", (*products.PRODUCTS, probe))
     t = api.tenant()
     for _ in range(2):
         job_id = api.client.post("/v1/jobs", headers=t.headers, json={"kind": kind, "payload": {"message": "m"}}).json()["id"]

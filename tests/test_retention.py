@@ -13,7 +13,6 @@ from sqlalchemy import update
 from pipelines.maintenance.retention import (
     PartitionJob,
     kinds_by_partitions_def,
-    register_partitions,
     removable_partitions,
     ttl_for_kind,
 )
@@ -37,10 +36,13 @@ KIND, PARTITIONS = "retention_probe", "retention_probe_jobs"
 
 
 @pytest.fixture(autouse=True)
-def _probe_kind_registered(monkeypatch):
-    from pipelines.maintenance.retention import PARTITIONS_BY_KIND
+def _probe_kind_listed(monkeypatch):
+    from pipelines import products
+    from pipelines.card import JobKind, ProductCard
+    from pipelines.selftest.product import SelftestPayload
 
-    monkeypatch.setitem(PARTITIONS_BY_KIND, KIND, PARTITIONS)
+    probe = ProductCard("retention_probe", (JobKind(KIND, partitions=PARTITIONS, payload_model=SelftestPayload),))
+    monkeypatch.setattr(products, "PRODUCTS", (*products.PRODUCTS, probe))
 
 
 # --- plain decisions -------------------------------------------------------------------------
@@ -79,15 +81,15 @@ def test_a_partition_shared_by_jobs_goes_only_when_all_release_it_and_orphans_st
     assert removable_partitions(existing, jobs, now=NOW, empty_job_grace=GRACE) == {"selftest_jobs": ["done"]}
 
 
-def test_registry_registers_and_refuses_a_second_definition_for_a_kind(monkeypatch):
-    from pipelines.maintenance import retention
+def test_partitions_come_from_the_product_cards_and_a_kind_is_named_once(monkeypatch):
+    from pipelines import products
 
-    monkeypatch.setattr(retention, "PARTITIONS_BY_KIND", dict(retention.PARTITIONS_BY_KIND))
-    register_partitions("video_notes", "videos")
-    register_partitions("video_notes", "videos")  # idempotent
-    with pytest.raises(ValueError):
-        register_partitions("video_notes", "other")
     assert kinds_by_partitions_def()["videos"] == ["video_notes"]
+    assert kinds_by_partitions_def()["bulk_runs"] == ["documents_bulk"]
+    assert kinds_by_partitions_def()[PARTITIONS] == [KIND]
+    monkeypatch.setattr(products, "PRODUCTS", (*products.PRODUCTS, products.PRODUCTS[1]))
+    with pytest.raises(ValueError, match="two product cards"):
+        products.partitions_by_kind()
     assert ttl_for_kind(7) == timedelta(days=7) and ttl_for_kind(0) is None and ttl_for_kind(None) is None
 
 

@@ -162,11 +162,12 @@ def test_generic_jobs_api_refuses_video_notes_and_names_the_product_route(api): 
 
 
 def test_a_kind_that_opts_out_must_name_its_route():
-    from api.job_kinds import register_job_kind
-    from api.routes.videos import VideoNotesPayload
+    from pipelines.card import JobKind
+    from pipelines.video_notes.product import VideoNotesPayload
 
     with pytest.raises(ValueError, match="name the route"):
-        register_job_kind("video_notes_without_route", VideoNotesPayload, submit_via_jobs_api=False)
+        JobKind("video_notes_without_route", partitions="videos", payload_model=VideoNotesPayload,
+                submit_via_jobs_api=False)
 
 
 def make_foreign_video(api, victim) -> uuid.UUID:  # noqa: F811

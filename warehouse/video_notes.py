@@ -30,11 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pipelines.video_notes.product import KIND as VIDEO_NOTES_KIND
 from warehouse.db import utcnow
 from warehouse.models import Artifact, Base, Job, TimestampMixin, new_id
 
 VIDEO_TABLES = ("video_asset", "highlight")
-JOB_KIND = "video_notes"
+JOB_KIND = VIDEO_NOTES_KIND  # the card names the kind (pipelines/video_notes/product.py)
 
 
 class VideoAsset(TimestampMixin, Base):
