@@ -42,13 +42,13 @@ from assets.documents_bulk_outputs import write_outputs
 from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
     BulkEnv, persist_batch, prepare_batch, row_artifact_id,
 )
-from assets.documents_source import fetch_source
-from pipelines.documents.product import KIND
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
+from pipelines.documents.product import KIND
 from pipelines.documents.render import PreparedTemplate, prepare_template
 from pipelines.documents.tabular import FilenameAllocator, check_columns, iter_rows
 from pipelines.errors import ObjectMissing, PermanentError, RetryableError
 from resources.objectstore import ObjectStore
+from resources.source_fetch import fetch_source
 from warehouse.artifacts import store_artifact
 from warehouse.db import utcnow
 from warehouse.documents import BulkRow, BulkRun, TemplateVersion

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from assets.documents_source import FetchRefused, fetch_source
+from resources.source_fetch import FetchRefused, fetch_source
 from pipelines.documents.render import prepare_template
 from resources.dagster_resources import DatabaseResource
 from resources.settings import Settings, get_settings

@@ -41,11 +41,11 @@ from api.routes.artifacts import available_download_url
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
 from api.uploads import StreamedUpload, stream_upload_to_store
-from assets.documents_source import check_fetch_allowed
 from pipelines.documents.product import KIND
 from pipelines.documents.tabular import check_columns, iter_rows, pattern_fields
 from resources.objectstore import artifact_key
 from resources.settings import Settings
+from resources.source_fetch import check_fetch_allowed
 from warehouse import jobs as job_machine
 from warehouse.artifacts import expiry, sanitize_filename
 from warehouse.db import utcnow

@@ -1,4 +1,4 @@
-"""Fetching a bulk run's rows from a URL (a Google Sheet's published CSV export), worker side only.
+"""Fetching a bulk run's rows from a URL (a Google Sheet's published CSV export): a boundary of the platform.
 
 Network access is off unless ``KILN_FETCH_ALLOWED_HOSTS`` names hosts. Every hop is checked:
 redirects are followed by hand, at most ``MAX_REDIRECTS`` times, and only to allow-listed hosts
