@@ -26,8 +26,8 @@ bulk_runs_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
 def bulk_run_outputs(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
-    object_store: ObjectStore,
-    document_converter: DocumentConverter,
+    object_store: dg.ResourceParam[ObjectStore],
+    document_converter: dg.ResourceParam[DocumentConverter],
 ) -> dg.MaterializeResult:
     """Every row of a bulk run filled into DOCX and/or PDF, one streamed ZIP and a per-row report."""
     with kiln_job(context, database, object_store, kind=KIND) as job:

@@ -17,7 +17,7 @@ selftest_jobs_partitions = dg.DynamicPartitionsDefinition(name=CARD.kind().parti
 
 @dg.asset(partitions_def=selftest_jobs_partitions, group_name="platform", kinds={"python"})
 def selftest_report(
-    context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStore
+    context: dg.AssetExecutionContext, database: DatabaseResource, object_store: dg.ResourceParam[ObjectStore]
 ) -> dg.MaterializeResult:
     """A JSON report of the job's message (with its SHA-256), derived from the stored message."""
     started_at = utcnow()

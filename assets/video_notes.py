@@ -65,7 +65,7 @@ MAX_SCENE_SHOTS = 12  # scene-change screenshots beyond the highlights' own
 # -- assets ---------------------------------------------------------------------------------------------------
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"pyav"})
 def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
-                object_store: ObjectStore) -> dg.MaterializeResult:
+                object_store: dg.ResourceParam[ObjectStore]) -> dg.MaterializeResult:
     """Container, duration, streams and codecs; rejects what is not usable media (invalid_media)."""
     with video_job(context, database, object_store) as job:
         # The first step of every run, on the worker that holds the files: what killed runs left behind goes.
@@ -97,7 +97,7 @@ def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
 
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"pyav"}, deps=[video_probe])
 def video_audio(context: dg.AssetExecutionContext, database: DatabaseResource,
-                object_store: ObjectStore) -> dg.MaterializeResult:
+                object_store: dg.ResourceParam[ObjectStore]) -> dg.MaterializeResult:
     """The audio track as 16 kHz mono WAV, decoded with PyAV (streamed: flat memory on long videos)."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)
@@ -123,7 +123,7 @@ def video_audio(context: dg.AssetExecutionContext, database: DatabaseResource,
 
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"whisper"}, deps=[video_audio],
           check_specs=[dg.AssetCheckSpec("transcript_covers_audio", asset="video_transcript")])
-def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStore,
+def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResource, object_store: dg.ResourceParam[ObjectStore],
                      transcriber: Transcriber) -> dg.MaterializeResult:
     """faster-whisper (VAD, word timestamps, language detection) -> transcript.json / .srt / .vtt / .txt."""
     with video_job(context, database, object_store) as job:
@@ -169,7 +169,7 @@ def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResour
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, deps=[video_transcript],
           check_specs=[dg.AssetCheckSpec("highlights_inside_duration", asset="video_highlights")])
 def video_highlights(context: dg.AssetExecutionContext, database: DatabaseResource,
-                     object_store: ObjectStore) -> dg.MaterializeResult:
+                     object_store: dg.ResourceParam[ObjectStore]) -> dg.MaterializeResult:
     """Ranked segments (start, end, title, score) -> the ``highlight`` table and highlights.json."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)
@@ -209,7 +209,7 @@ def video_highlights(context: dg.AssetExecutionContext, database: DatabaseResour
 
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"opencv"}, deps=[video_highlights])
 def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResource,
-                      object_store: ObjectStore) -> dg.MaterializeResult:
+                      object_store: dg.ResourceParam[ObjectStore]) -> dg.MaterializeResult:
     """JPEG frames at each highlight and at scene changes (OpenCV), with their timestamps."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)
@@ -258,7 +258,7 @@ def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResou
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"},
           deps=[video_transcript, video_highlights, video_screenshots],
           check_specs=[dg.AssetCheckSpec("summary_cites_real_timestamps", asset="video_summary")])
-def video_summary(context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStore,
+def video_summary(context: dg.AssetExecutionContext, database: DatabaseResource, object_store: dg.ResourceParam[ObjectStore],
                   llm: LLM) -> dg.MaterializeResult:
     """Summary.md: title, overview, key points citing [mm:ss], chapters, highlights with screenshots; notes.zip:
     Summary.md with the screenshots it links, so its relative links resolve."""
@@ -297,7 +297,7 @@ def video_summary(context: dg.AssetExecutionContext, database: DatabaseResource,
 
 @dg.asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"pyav"}, deps=[video_highlights])
 def video_clips(context: dg.AssetExecutionContext, database: DatabaseResource,
-                object_store: ObjectStore) -> dg.MaterializeResult:
+                object_store: dg.ResourceParam[ObjectStore]) -> dg.MaterializeResult:
     """An MP4 per highlight: stream copy from the keyframe before it, or an exact re-encode when asked."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)

@@ -70,7 +70,7 @@ def _csv(rows: list[dict[str, str]]) -> bytes:
 def _world(root: Path, rows: list[dict[str, str]], fmt: str = "docx"):
     """A migrated SQLite database, a workspace, a template version and a queued bulk run."""
     from pipelines.documents.fields import analyze_template
-    from resources.objectstore import LocalObjectStore
+    from resources.objectstore_local import LocalObjectStore
     from warehouse import jobs
     from warehouse.artifacts import store_artifact
     from warehouse.db import make_engine, system_session, utcnow

@@ -94,7 +94,7 @@ def _bare(path: str, beam: int, threads: int) -> dict:
 def _resources(home: Path, beam: int, threads: int) -> dict:
     from resources.dagster_resources import DatabaseResource
     from resources.llm import LLM
-    from resources.objectstore import LocalObjectStore
+    from resources.objectstore_local import LocalObjectStore
     from resources.settings import Settings
     from resources.transcriber import Transcriber
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.documents import bulk_run_outputs
-from resources.converter import DocumentConverter
+from resources.dagster_resources import document_converter
 from sensors.documents import bulk_docx_job, bulk_pdf_job, bulk_runs_dispatch_sensor
 
 defs = dg.Definitions(
@@ -11,5 +11,5 @@ defs = dg.Definitions(
     jobs=[bulk_docx_job, bulk_pdf_job],
     sensors=[bulk_runs_dispatch_sensor],
     # One converter per run worker: its own LibreOffice profile, warm across the run's batches.
-    resources={"document_converter": DocumentConverter()},
+    resources={"document_converter": document_converter},
 )

@@ -47,7 +47,7 @@ class OrphanSweepConfig(dg.Config):
 
 @dg.op(out=dg.Out(dg.Nothing))
 def purge_expired_artifacts_op(
-    context: dg.OpExecutionContext, config: PurgeConfig, database: DatabaseResource, object_store: ObjectStore
+    context: dg.OpExecutionContext, config: PurgeConfig, database: DatabaseResource, object_store: dg.ResourceParam[ObjectStore]
 ):
     report = purge_expired_artifacts(
         database.engine(), object_store, batch_size=config.batch_size, max_batches=config.max_batches, log=context.log
@@ -98,7 +98,7 @@ def remove_stale_partitions_op(
 
 @dg.op(ins={"after_purge": dg.In(dg.Nothing)})
 def sweep_orphaned_objects_op(
-    context: dg.OpExecutionContext, config: OrphanSweepConfig, database: DatabaseResource, object_store: ObjectStore
+    context: dg.OpExecutionContext, config: OrphanSweepConfig, database: DatabaseResource, object_store: dg.ResourceParam[ObjectStore]
 ) -> dict:
     grace_hours = config.grace_hours if config.grace_hours is not None else get_settings().orphan_grace_hours
     if grace_hours < 1:

@@ -12,7 +12,7 @@ import dagster as dg
 from assets.documents import bulk_run_outputs
 from resources.converter import DocumentConverter
 from resources.dagster_resources import DatabaseResource
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from resources.settings import get_settings
 from sensors.documents import bulk_docx_job, bulk_pdf_job
 

@@ -14,7 +14,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from resources.objectstore import LocalObjectStore, ObjectStore
+from resources.objectstore import ObjectStore
+from resources.objectstore_local import LocalObjectStore
 from resources.objectstore_s3 import MIN_S3_PART_BYTES, S3ObjectStore
 
 BUCKET = "kiln-test"

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from api.security import create_api_token
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from resources.settings import Settings
 from warehouse import jobs as job_machine
 from warehouse.db import make_engine, system_session

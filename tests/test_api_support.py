@@ -18,7 +18,7 @@ from sqlalchemy import Engine, event
 
 from api.main import create_app
 from api.security import create_api_token
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from resources.settings import Settings
 from warehouse import jobs as job_machine
 from warehouse.artifacts import store_artifact

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from pipelines.errors import PayloadTooLarge
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from warehouse.artifacts import add_lineage, expired_artifacts, sanitize_filename, store_artifact
 from warehouse.db import system_session, tenant_session, utcnow
 from warehouse.jobs import submit_job

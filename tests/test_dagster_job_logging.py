@@ -16,7 +16,7 @@ from resources.logs import configure_dagster_logging
 from assets.selftest import selftest_report
 from pipelines.run_tags import tags_for_job
 from resources.dagster_resources import DatabaseResource
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from warehouse import jobs
 from warehouse.db import make_engine, system_session
 from warehouse.models import Workspace

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from assets.selftest import selftest_report
 from resources.dagster_resources import DatabaseResource
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from sensors import run_status
 from sensors.selftest import selftest_dispatch_sensor, selftest_job
 from warehouse import jobs

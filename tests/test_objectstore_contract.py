@@ -18,12 +18,9 @@ import httpx
 import pytest
 
 from pipelines.errors import ObjectMissing, PayloadTooLarge, StorageKeyError
-from resources.objectstore import (
-    LocalObjectStore,
-    build_object_store,
-    content_disposition,
-    validate_key,
-)
+from resources.objectstore import content_disposition, validate_key
+from resources.objectstore_factory import build_object_store
+from resources.objectstore_local import LocalObjectStore
 from resources.objectstore_s3 import S3ObjectStore
 from resources.settings import Settings
 from tests.objectstore_support import (  # noqa: F401 - fixtures

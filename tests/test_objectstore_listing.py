@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.errors import StorageKeyError
-from resources.objectstore import LocalObjectStore, ObjectStore
+from resources.objectstore import ObjectStore
+from resources.objectstore_local import LocalObjectStore
 from tests.objectstore_support import BUCKET, moto_endpoint, raw_s3, s3_store, store  # noqa: F401 - fixtures
 
 # ------------------------------------------------------------------------------ listing

@@ -18,7 +18,8 @@ from pipelines.maintenance.retention import (
 )
 from pipelines.maintenance_defs import retention_job, retention_schedule
 from resources.dagster_resources import DatabaseResource
-from resources.objectstore import LocalObjectStore, artifact_key
+from resources.objectstore import artifact_key
+from resources.objectstore_local import LocalObjectStore
 from resources.settings import Settings
 from tests.objectstore_support import moto_endpoint, s3_store  # noqa: F401 - fixtures
 from warehouse.artifacts import expiry, store_artifact

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from warehouse.artifacts import add_lineage, store_artifact
 from warehouse.db import system_session
 from warehouse.jobs import cancel_job, claim_job, fail_job, submit_job, succeed_job

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 import api.routes.videos as videos_route
 from api import cli_video, video_input
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from tests.corpus import PUBLIC
 from tests.test_api_support import api, path_of  # noqa: F401 - fixture
 from warehouse import jobs as job_machine

@@ -15,7 +15,7 @@ import dagster as dg
 from assets.video_notes import VIDEO_NOTES_ASSETS
 from resources.dagster_resources import DatabaseResource
 from resources.llm import LLM
-from resources.objectstore import LocalObjectStore
+from resources.objectstore_local import LocalObjectStore
 from resources.settings import get_settings
 from resources.transcriber import Transcriber
 from sensors.video_notes import video_notes_job
