@@ -191,7 +191,7 @@ def _pipeline(path: str, beam: int, threads: int) -> dict:
     dagster_home = home / "dagster"
     dagster_home.mkdir()
     os.environ["KILN_HOME"] = str(home)
-    from api.cli import create_workspace
+    from api.provisioning import create_workspace
     from api.main import create_app
     from resources.settings import Settings
     from sensors import run_status
