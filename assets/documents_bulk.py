@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
 from assets.documents_bulk_outputs import write_outputs
 from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
@@ -49,8 +49,8 @@ from pipelines.documents.tabular import FilenameAllocator, check_columns, iter_r
 from pipelines.errors import ObjectMissing, PermanentError, RetryableError
 from resources.objectstore import ObjectStore
 from resources.source_fetch import fetch_source
+from warehouse import documents as bulk_store
 from warehouse.artifacts import store_artifact
-from warehouse.db import utcnow
 from warehouse.documents import BulkRow, BulkRun, TemplateVersion
 from warehouse.models import Artifact
 
@@ -91,7 +91,7 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
             template = load_prepared(s, env.store, version)
             fmt, pattern, input_artifact_id = run.output_format, run.filename_pattern, run.input_artifact_id
             source_url = run.source_url
-            s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(status="running", updated_at=utcnow()))
+            bulk_store.start_bulk_run(s, bulk_run_id)
             recorded = {r.row_index: r for r in s.scalars(select(BulkRow).where(BulkRow.bulk_run_id == bulk_run_id))}
             for r in recorded.values():
                 s.expunge(r)
@@ -117,8 +117,7 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
         succeeded = sum(1 for r in recorded.values() if r.status == "succeeded")
         failed = sum(1 for r in recorded.values() if r.status == "failed")
         with env.sessions() as s:
-            s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(
-                total_rows=total, succeeded_rows=succeeded, failed_rows=failed, updated_at=utcnow()))
+            bulk_store.set_bulk_run_counts(s, bulk_run_id, total_rows=total, succeeded_rows=succeeded, failed_rows=failed)
 
         def wanted(index: int) -> bool:
             previous = recorded.get(index)
@@ -158,16 +157,15 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
                 "A succeeded row's file is no longer stored (the per-row files' retention ended), so the ZIP "
                 "cannot be rebuilt; submit the spreadsheet again as a new bulk run.", code="bulk_outputs_expired",
             ) from exc
-        status = "succeeded" if failed == 0 else "failed" if succeeded == 0 else "partially_succeeded"
         with env.sessions() as s:
-            s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(
-                status=status, zip_artifact_id=zip_id, report_artifact_id=report_id, updated_at=utcnow()))
+            bulk_store.finish_bulk_run(s, bulk_run_id, succeeded=succeeded, failed=failed,
+                                       zip_artifact_id=zip_id, report_artifact_id=report_id)
         return BulkResult(total, succeeded, failed, processed, zip_id, report_id)
     except Exception:
         # Whatever stops the engine (bad spreadsheet, missing columns, a refused source, an expired
         # input, a lost object, a bug) ends the run as failed; the job records the error itself.
         with env.sessions() as s:
-            s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(status="failed", updated_at=utcnow()))
+            bulk_store.fail_bulk_run(s, bulk_run_id)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -176,12 +174,8 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
 def _recount(env: BulkEnv, bulk_run_id: uuid.UUID, total: int) -> tuple[int, int]:
     """(succeeded, failed) from the recorded rows; refuses to finish a run that left rows without an outcome."""
     with env.sessions() as s:
-        counted = dict(s.execute(select(BulkRow.status, func.count()).where(
-            BulkRow.workspace_id == env.workspace_id, BulkRow.bulk_run_id == bulk_run_id,
-            BulkRow.row_index <= total).group_by(BulkRow.status)).all())
-        succeeded, failed = counted.get("succeeded", 0), counted.get("failed", 0)
-        s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(
-            succeeded_rows=succeeded, failed_rows=failed, updated_at=utcnow()))
+        succeeded, failed = bulk_store.count_bulk_rows(s, env.workspace_id, bulk_run_id, total)
+        bulk_store.set_bulk_run_counts(s, bulk_run_id, succeeded_rows=succeeded, failed_rows=failed)
     if succeeded + failed != total:
         raise RetryableError(f"{total - succeeded - failed} of {total} rows have no outcome yet; the run is "
                              "retried to process them.", code="bulk_run_incomplete")
@@ -212,7 +206,7 @@ def _fetch_input(env: BulkEnv, bulk_run_id: uuid.UUID, source_url: str | None) -
             chunks=fetch_source(source_url, env.settings), filename="rows.csv", content_type="text/csv",
             job_id=env.job_id, asset_key=env.asset_key, run_id=env.run_id, ttl=env.settings.retention_ttl("input"),
             max_bytes=env.settings.fetch_max_bytes)
-        s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(input_artifact_id=artifact.id))
+        bulk_store.set_bulk_run_input(s, bulk_run_id, artifact.id)
         return artifact.id
 
 

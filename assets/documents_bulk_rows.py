@@ -22,9 +22,10 @@ from pipelines.documents.tabular import RowError, unescape_literal, validate_row
 from pipelines.errors import KilnError
 from resources.objectstore import ObjectStore, artifact_key, file_chunks, sanitize_filename
 from resources.settings import Settings, get_settings
+from warehouse import documents as bulk_store
 from warehouse.artifacts import expiry
 from warehouse.db import utcnow
-from warehouse.documents import BulkRow, BulkRun
+from warehouse.documents import BulkRow
 from warehouse.models import Artifact
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -182,8 +183,8 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
                     attempts=previous.attempts + p.attempts, **outcome))
             counts[outcome["status"]] += 1
         s.flush()
-        s.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(
-            succeeded_rows=counts["succeeded"], failed_rows=counts["failed"], updated_at=now))
+        bulk_store.set_bulk_run_counts(s, bulk_run_id, succeeded_rows=counts["succeeded"],
+                                       failed_rows=counts["failed"], now=now)
 
 
 _WRITERS: ThreadPoolExecutor | None = None
