@@ -116,7 +116,7 @@ def _worker(args: argparse.Namespace) -> dict:
     """
     import dagster as dg
 
-    from assets.video_notes import VIDEO_NOTES_ASSETS
+    from assets.video_notes.assets import VIDEO_NOTES_ASSETS
     from sensors.video_notes import video_notes_job
 
     home = Path(os.environ["KILN_HOME"])

@@ -10,7 +10,7 @@ import uuid
 import dagster as dg
 from sqlalchemy import select
 
-from assets.documents import bulk_run_outputs, bulk_runs_partitions
+from assets.documents.assets import bulk_run_outputs, bulk_runs_partitions
 from pipelines.documents.product import CARD, KIND
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from assets.selftest import selftest_jobs_partitions, selftest_report
+from assets.selftest.assets import selftest_jobs_partitions, selftest_report
 from pipelines.selftest.product import KIND
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs

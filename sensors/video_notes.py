@@ -6,7 +6,7 @@ dynamic partitions and requests one run per job attempt (run key ``<job_id>:<att
 
 import dagster as dg
 
-from assets.video_notes import VIDEO_NOTES_ASSETS, videos_partitions
+from assets.video_notes.assets import VIDEO_NOTES_ASSETS, videos_partitions
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
 from pipelines.video_notes.product import KIND as JOB_KIND

@@ -9,7 +9,7 @@ import sys
 
 import dagster as dg
 
-from assets.documents import bulk_run_outputs
+from assets.documents.assets import bulk_run_outputs
 from resources.converter import DocumentConverter
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore_local import LocalObjectStore

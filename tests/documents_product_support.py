@@ -7,7 +7,7 @@ import zipfile
 
 import dagster as dg
 
-from assets.documents import bulk_run_outputs
+from assets.documents.assets import bulk_run_outputs
 from resources.converter import DocumentConverter
 from sensors.documents import bulk_docx_job, bulk_pdf_job, bulk_runs_dispatch_sensor
 from tests.corpus import PUBLIC

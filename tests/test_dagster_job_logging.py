@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from resources.logs import configure_dagster_logging
-from assets.selftest import selftest_report
+from assets.selftest.assets import selftest_report
 from pipelines.run_tags import tags_for_job
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore_local import LocalObjectStore

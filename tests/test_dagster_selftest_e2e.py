@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-from assets.selftest import selftest_report
+from assets.selftest.assets import selftest_report
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore_local import LocalObjectStore
 from sensors import run_status
@@ -138,7 +138,7 @@ def test_unexpected_exception_is_classified_internal_and_retryable(world, monkey
     def explode(*args, **kwargs):
         raise ZeroDivisionError("secret internals")
 
-    monkeypatch.setattr("assets.selftest.build_report", explode)
+    monkeypatch.setattr("assets.selftest.assets.build_report", explode)
     _dispatch_and_run(instance, resources)
 
     with system_session(engine) as s:

@@ -299,7 +299,7 @@ def test_every_bulk_artifact_kind_gets_its_configured_ttl(api, db_url):
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_run_that_left_a_row_without_outcome_is_not_finished_and_its_retry_completes_it(api, db_url, monkeypatch):
-    import assets.documents_bulk as engine
+    import assets.documents.bulk as engine
 
     owner = api.tenant()
     run = _submit(api, owner, _template(api, owner), FOUR_ROWS).json()

@@ -197,7 +197,7 @@ def test_dagster_runs_and_materializations_are_copied_incrementally(engine, tmp_
 
 
 def test_lineage_asset_materializes_with_counts_and_the_run_sensor_debounces(engine, db_url, seeded, tmp_path):
-    from pipelines.maintenance_defs import defs, lineage_after_run_sensor, lineage_schedule
+    from assets.maintenance.defs import defs, lineage_after_run_sensor, lineage_schedule
     from resources.dagster_resources import DatabaseResource
     from resources.objectstore_local import LocalObjectStore
 

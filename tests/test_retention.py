@@ -16,7 +16,7 @@ from pipelines.maintenance.retention import (
     removable_partitions,
     ttl_for_kind,
 )
-from pipelines.maintenance_defs import retention_job, retention_schedule
+from assets.maintenance.defs import retention_job, retention_schedule
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import artifact_key
 from resources.objectstore_local import LocalObjectStore

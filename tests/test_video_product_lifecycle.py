@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-from assets.video_notes import VIDEO_NOTES_ASSETS
+from assets.video_notes.assets import VIDEO_NOTES_ASSETS
 from pipelines.run_tags import JOB_ID_TAG
 from pipelines.video_notes.scratch import scratch_root
 from resources.llm import LLM
@@ -157,7 +157,7 @@ def test_a_retryable_failure_of_one_final_stage_keeps_scratch_when_the_other_fin
     def flaky_cut(*args, **kwargs):
         raise RetryableError("the disk was briefly full")
 
-    monkeypatch.setattr("assets.video_notes.cut_clip", flaky_cut)
+    monkeypatch.setattr("assets.video_notes.assets.cut_clip", flaky_cut)
     r = world.upload(PUBLIC / "audio/jfk.flac")
     result = world.daemon_cycle()
     assert not result.success

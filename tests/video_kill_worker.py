@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.video_notes import VIDEO_NOTES_ASSETS
+from assets.video_notes.assets import VIDEO_NOTES_ASSETS
 from resources.dagster_resources import DatabaseResource
 from resources.llm import LLM
 from resources.objectstore_local import LocalObjectStore

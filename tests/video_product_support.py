@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.video_notes import VIDEO_NOTES_ASSETS
+from assets.video_notes.assets import VIDEO_NOTES_ASSETS
 from resources.dagster_resources import DatabaseResource
 from resources.llm import LLM
 from resources.transcriber import Transcriber

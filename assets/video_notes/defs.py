@@ -6,7 +6,7 @@ at run time, so the embedded defaults (whisper base on CPU, the offline summary)
 
 import dagster as dg
 
-from assets.video_notes import VIDEO_NOTES_ASSETS
+from assets.video_notes.assets import VIDEO_NOTES_ASSETS
 from resources.llm import LLM
 from resources.transcriber import Transcriber
 from sensors.video_notes import video_notes_dispatch_sensor, video_notes_job

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets.lineage import LINEAGE_SINGLETON_TAGS, lineage_warehouse
+from assets.maintenance.lineage import LINEAGE_SINGLETON_TAGS, lineage_warehouse
 from pipelines.maintenance.retention import partitions_by_kind
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore

@@ -1,6 +1,6 @@
 """The bulk-run asset: one partition of ``bulk_runs`` per bulk run (the partition key is its id).
 
-Thin: it claims the Kiln job, hands the engine (``assets/documents_bulk.py``) its database
+Thin: it claims the Kiln job, hands the engine (``assets/documents/bulk.py``) its database
 sessions, object store and warm converter, and reports what came out. A re-materialization of a
 partition (a crash retry, ``resume``, ``retry-failed``, a backfill) runs the engine again, which
 only touches rows that still need work.
@@ -13,7 +13,7 @@ import uuid
 import dagster as dg
 
 from assets._job_context import kiln_job
-from assets.documents_bulk import BulkEnv, run_bulk
+from assets.documents.bulk import BulkEnv, run_bulk
 from pipelines.documents.product import KIND, PARTITIONS
 from resources.converter import DocumentConverter
 from resources.dagster_resources import DatabaseResource

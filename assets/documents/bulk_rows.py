@@ -1,6 +1,6 @@
 """Row work of the bulk-run engine: check, render, convert and persist one batch of rows.
 
-``assets/documents_bulk.py`` drives the run (which rows, in which batches, pipelined); this module
+``assets/documents/bulk.py`` drives the run (which rows, in which batches, pipelined); this module
 does what happens to each batch. Split out so each part stays readable; no Dagster import.
 """
 

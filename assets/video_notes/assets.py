@@ -4,7 +4,7 @@ Partitioned by ``videos`` (one partition per video id). Thin: each asset loads i
 object store, calls ``pipelines.video_notes``, stores artifacts with lineage and reports progress.
 
 Data moves between assets as artifacts of the job (object store + database; helpers in
-``assets/video_notes_support.py``), never through Dagster's IO manager. Each asset first looks for its own
+``assets/video_notes/support.py``), never through Dagster's IO manager. Each asset first looks for its own
 outputs of this job: when a retried run (same job, next attempt) finds them, it reuses them instead of
 recomputing, so a worker killed mid-transcription does not redo the probe or the audio decode.
 
@@ -19,7 +19,7 @@ import av
 import dagster as dg
 from sqlalchemy import delete, update
 
-from assets.video_notes_support import (
+from assets.video_notes.support import (
     finish_if_done,
     highlights_of,
     json_of,

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from assets.documents_bulk_rows import BulkEnv
+from assets.documents.bulk_rows import BulkEnv
 from pipelines.documents.archive import zip_chunks
 from pipelines.documents.tabular import ReportWriter
 from resources.objectstore import file_chunks

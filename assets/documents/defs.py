@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.documents import bulk_run_outputs
+from assets.documents.assets import bulk_run_outputs
 from resources.dagster_resources import document_converter
 from sensors.documents import bulk_docx_job, bulk_pdf_job, bulk_runs_dispatch_sensor
 

@@ -1,4 +1,4 @@
-"""Helpers of the video notes assets (assets/video_notes.py): the job's video, its stored outputs, scratch files,
+"""Helpers of the video notes assets (assets/video_notes/assets.py): the job's video, its stored outputs, scratch files,
 artifact storage with content types, throttled progress. Every query is scoped by the job's workspace.
 
 Scratch files (``pipelines.video_notes.scratch``) are removed when the job no longer needs them on this worker:

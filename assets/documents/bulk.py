@@ -38,8 +38,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from assets.documents_bulk_outputs import write_outputs
-from assets.documents_bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
+from assets.documents.bulk_outputs import write_outputs
+from assets.documents.bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
     BulkEnv, persist_batch, prepare_batch, row_artifact_id,
 )
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
