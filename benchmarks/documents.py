@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _template_bytes() -> bytes:
-    from tests.documents_product_support import docx_with_paragraphs
+    from tests.support.documents_product import docx_with_paragraphs
 
     return docx_with_paragraphs([
         ["Dear {{ first_name }} {{ last_name }},"],

@@ -43,7 +43,7 @@ def build_input(target_s: float, out: Path) -> float:
     """Loop example.mp4 by stream copy until ``target_s``; returns the real duration in seconds."""
     import av
 
-    from tests.corpus import PUBLIC
+    from tests.support.corpus import PUBLIC
 
     source = PUBLIC / "video/example.mp4"
     with av.open(str(source)) as probe_container:
