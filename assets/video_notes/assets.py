@@ -17,8 +17,6 @@ from pathlib import Path
 
 import av
 import dagster as dg
-from sqlalchemy import delete, update
-
 from assets.video_notes.support import (
     finish_if_done,
     highlights_of,
@@ -32,6 +30,7 @@ from assets.video_notes.support import (
     store_bytes,
     store_file,
     store_notes_bundle,
+    stored_or_computed,
     thumbnail_markdown,
     transcript_of,
     update_video,
@@ -54,7 +53,7 @@ from resources.dagster_resources import DatabaseResource
 from resources.llm import LLM
 from resources.objectstore import ObjectStore
 from resources.transcriber import Transcriber
-from warehouse.video_notes import Highlight, highlights_of_job
+from warehouse.video_notes import highlights_of_job, link_highlight_clips, replace_highlights
 
 videos_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
 
@@ -77,21 +76,22 @@ def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
             # A job the API did not create (a backfill or a materialization from the UI): it becomes the
             # video's current job, so status, progress and the reprocess guard follow it.
             update_video(job, video.id, latest_job_id=job.job_id)
-        existing = outputs_of(job).get("probe.json")
-        if existing is not None:
-            info = json_of(job, existing)
-        else:
+
+        def compute() -> dict:
             info = probe(source_file(job, video)).to_dict()
             store_bytes(job, "probe.json", json.dumps(info, indent=2).encode(), kind="intermediate",
                         parents=[video.input_artifact_id])
             update_video(job, video.id, duration_ms=int(round(info["duration_s"] * 1000)), media=info)
+            return info
+
+        info, reused = stored_or_computed(job, "probe.json", compute)
         job.progress(5)
     video_stream = next((s for s in info["streams"] if s["type"] == "video"), None)
     return dg.MaterializeResult(metadata={
         "duration_s": info["duration_s"], "container": info["container"],
         "streams": ", ".join(f"{s['type']}:{s['codec']}" for s in info["streams"]),
         "resolution": f"{video_stream['width']}x{video_stream['height']}" if video_stream else "audio only",
-        "reused": existing is not None, "job_id": str(job.job_id), "stale_scratch_removed": len(swept),
+        "reused": reused, "job_id": str(job.job_id), "stale_scratch_removed": len(swept),
     })
 
 
@@ -101,10 +101,8 @@ def video_audio(context: dg.AssetExecutionContext, database: DatabaseResource,
     """The audio track as 16 kHz mono WAV, decoded with PyAV (streamed: flat memory on long videos)."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)
-        existing = outputs_of(job).get("audio.json")
-        if existing is not None:
-            track = json_of(job, existing)
-        else:
+
+        def compute() -> dict:
             wav = scratch_dir(job) / "audio.wav"
             result = extract_audio(source_file(job, video), wav, on_progress=progress_between(job, 5, 15))
             track = result.to_dict()
@@ -114,10 +112,13 @@ def video_audio(context: dg.AssetExecutionContext, database: DatabaseResource,
                 track["artifact_id"] = str(stored.id)
             store_bytes(job, "audio.json", json.dumps(track, indent=2).encode(), kind="intermediate",
                         parents=[video.input_artifact_id])
+            return track
+
+        track, reused = stored_or_computed(job, "audio.json", compute)
         job.progress(15)
     return dg.MaterializeResult(metadata={
         "has_audio": track["has_audio"], "audio_duration_s": round(track["duration_s"], 3),
-        "rms_dbfs": track["rms_dbfs"], "silent": track["is_silent"], "reused": existing is not None,
+        "rms_dbfs": track["rms_dbfs"], "silent": track["is_silent"], "reused": reused,
     })
 
 
@@ -174,33 +175,27 @@ def video_highlights(context: dg.AssetExecutionContext, database: DatabaseResour
     with video_job(context, database, object_store) as job:
         video = video_of(job)
         info = json_of(job, required(job, "probe.json"))
-        existing = outputs_of(job).get("highlights.json")
-        if existing is not None:
-            ranked = highlights_of(job)
-        else:
+
+        def compute() -> list:
             transcript_artifact = required(job, "transcript.json")
             transcript = Transcript.from_dict(json_of(job, transcript_artifact))
             ranked = rank_highlights(transcript, duration=info["duration_s"])
             with job.database.tenant_session(job.workspace_id) as session:
-                session.execute(delete(Highlight).where(Highlight.workspace_id == job.workspace_id,
-                                                        Highlight.job_id == job.job_id))
-                session.add_all(
-                    Highlight(workspace_id=job.workspace_id, video_id=video.id, job_id=job.job_id, rank=rank,
-                              start_ms=h.start_ms, end_ms=h.end_ms, title=h.title[:200], score=round(h.score, 4),
-                              text=h.text)
-                    for rank, h in enumerate(ranked, start=1)
-                )
+                replace_highlights(session, job.workspace_id, video.id, job.job_id, ranked)
             body = {"video_id": str(video.id), "duration_s": info["duration_s"],
                     "highlights": [h.to_dict() for h in ranked]}
             store_bytes(job, "highlights.json", json.dumps(body, indent=2, ensure_ascii=False).encode(),
                         parents=[transcript_artifact.id])
+            return ranked
+
+        ranked, reused = stored_or_computed(job, "highlights.json", compute, load=lambda _: highlights_of(job))
         with job.database.tenant_session(job.workspace_id) as session:  # what the API serves, not what was ranked
             rows = [(r.rank, r.start_ms, r.end_ms) for r in highlights_of_job(session, job.workspace_id, job.job_id)]
         job.progress(75)
     coverage = highlights_coverage(rows, duration_s=info["duration_s"], manifest_count=len(ranked))
     return dg.MaterializeResult(
         metadata={"highlights": len(ranked), "top": ranked[0].title if ranked else "none",
-                  "reused": existing is not None},
+                  "reused": reused},
         check_results=[dg.AssetCheckResult(check_name="highlights_inside_duration", passed=coverage.passed,
                                            metadata={**coverage.metadata,
                                                      "problems": "; ".join(coverage.problems) or "none"})],
@@ -214,11 +209,9 @@ def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResou
     with video_job(context, database, object_store) as job:
         video = video_of(job)
         info = json_of(job, required(job, "probe.json"))
-        existing = outputs_of(job).get("screenshots.json")
-        thumbnail = ""
-        if existing is not None:
-            manifest = json_of(job, existing)
-        else:
+
+        def compute() -> tuple[dict, str]:
+            thumbnail = ""
             manifest = {"screenshots": []}
             if info["has_video"]:
                 source = source_file(job, video)
@@ -247,11 +240,15 @@ def video_screenshots(context: dg.AssetExecutionContext, database: DatabaseResou
             # An output: the API lists the screenshots (kept 90 days) from it.
             store_bytes(job, "screenshots.json", json.dumps(manifest, indent=2).encode(),
                         parents=[video.input_artifact_id])
+            return manifest, thumbnail
+
+        (manifest, thumbnail), reused = stored_or_computed(
+            job, "screenshots.json", compute, load=lambda artifact: (json_of(job, artifact), ""))
         job.progress(85)
     return dg.MaterializeResult(metadata={
         "screenshots": len(manifest["screenshots"]),
         "thumbnail": dg.MetadataValue.md(thumbnail or "_no video stream or reused_"),
-        "reused": existing is not None,
+        "reused": reused,
     })
 
 
@@ -301,11 +298,9 @@ def video_clips(context: dg.AssetExecutionContext, database: DatabaseResource,
     """An MP4 per highlight: stream copy from the keyframe before it, or an exact re-encode when asked."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)
-        existing = outputs_of(job).get("clips.json")
         mode = "exact" if job.payload.get("exact_clips") else "copy"
-        if existing is not None:
-            clips = json_of(job, existing)["clips"]
-        else:
+
+        def compute() -> list:
             clips, links = [], []
             source = source_file(job, video)
             with job.database.tenant_session(job.workspace_id) as session:
@@ -326,14 +321,16 @@ def video_clips(context: dg.AssetExecutionContext, database: DatabaseResource,
                 entry.pop("path")
                 clips.append(entry)
             with job.database.tenant_session(job.workspace_id) as session:  # one transaction for all the links
-                for row_id, values in links:
-                    session.execute(update(Highlight).values(**values)
-                                    .where(Highlight.workspace_id == job.workspace_id, Highlight.id == row_id))
+                link_highlight_clips(session, job.workspace_id, links)
             store_bytes(job, "clips.json", json.dumps({"mode": mode, "clips": clips}, indent=2).encode(),
                         kind="intermediate", parents=[video.input_artifact_id])
+            return clips
+
+        clips, reused = stored_or_computed(job, "clips.json", compute,
+                                           load=lambda artifact: json_of(job, artifact)["clips"])
         job.progress(96)
         finish_if_done(job, context)
-    return dg.MaterializeResult(metadata={"clips": len(clips), "mode": mode, "reused": existing is not None})
+    return dg.MaterializeResult(metadata={"clips": len(clips), "mode": mode, "reused": reused})
 
 
 VIDEO_NOTES_ASSETS = [video_probe, video_audio, video_transcript, video_highlights, video_screenshots,

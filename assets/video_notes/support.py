@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import dagster as dg
@@ -35,6 +36,7 @@ from resources.objectstore import ObjectStore, file_chunks
 from warehouse.models import Artifact, Job
 from warehouse.video_notes import JOB_KIND, VideoAsset, job_outputs, load_video
 
+T = TypeVar("T")
 CONTENT_TYPES = {".json": "application/json", ".srt": "application/x-subrip; charset=utf-8",
                  ".vtt": "text/vtt; charset=utf-8", ".txt": "text/plain; charset=utf-8",
                  ".md": "text/markdown; charset=utf-8", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".wav": "audio/wav",
@@ -105,6 +107,16 @@ def outputs_of(job: JobHandle) -> dict[str, Artifact]:
 
 def json_of(job: JobHandle, artifact: Artifact) -> object:
     return json.loads(job.store.get_bytes(artifact.storage_key))
+
+
+def stored_or_computed(job: JobHandle, name: str, compute: Callable[[], T],
+                       load: Callable[[Artifact], T] | None = None) -> tuple[T, bool]:
+    """(value, reused): what an earlier attempt of this job stored as ``name`` (``load`` it, by default as
+    JSON), else ``compute()``, which stores it. A retried run so skips the stages that already finished."""
+    existing = outputs_of(job).get(name)
+    if existing is not None:
+        return (load(existing) if load is not None else json_of(job, existing)), True
+    return compute(), False
 
 
 def required(job: JobHandle, name: str) -> Artifact:
