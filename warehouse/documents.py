@@ -18,6 +18,7 @@ bulk engine change it, and the run's counters, only through the functions at the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -248,3 +249,55 @@ def fail_bulk_run(session: Session, bulk_run_id: uuid.UUID) -> None:
 def set_bulk_run_input(session: Session, bulk_run_id: uuid.UUID, input_artifact_id: uuid.UUID) -> None:
     """The fetched ``source_url`` is stored: later attempts read this artifact instead of fetching again."""
     session.execute(update(BulkRun).where(BulkRun.id == bulk_run_id).values(input_artifact_id=input_artifact_id))
+
+
+# --------------------------------------------------------------------------- queries and row outcomes of the bulk engine
+
+
+def bulk_run_of(session: Session, workspace_id: uuid.UUID, bulk_run_id: uuid.UUID) -> BulkRun | None:
+    return session.scalar(select(BulkRun).where(BulkRun.workspace_id == workspace_id, BulkRun.id == bulk_run_id))
+
+
+def template_version_by_id(session: Session, version_id: uuid.UUID) -> TemplateVersion | None:
+    return session.scalar(select(TemplateVersion).where(TemplateVersion.id == version_id))
+
+
+def recorded_rows(session: Session, bulk_run_id: uuid.UUID) -> dict[int, BulkRow]:
+    """The run's recorded row outcomes by row number, detached from the session (read-only snapshots)."""
+    recorded = {r.row_index: r for r in session.scalars(select(BulkRow).where(BulkRow.bulk_run_id == bulk_run_id))}
+    for row in recorded.values():
+        session.expunge(row)
+    return recorded
+
+
+def record_row_outcome(session: Session, workspace_id: uuid.UUID, bulk_run_id: uuid.UUID, row_index: int, *,
+                       previous: BulkRow | None, attempts: int, outcome: dict[str, Any]) -> None:
+    """A row's outcome: inserted the first time, updated (attempts added up) when an earlier attempt failed it."""
+    if previous is None:
+        session.add(BulkRow(workspace_id=workspace_id, bulk_run_id=bulk_run_id, row_index=row_index,
+                            attempts=attempts, **outcome))
+    else:
+        session.execute(update(BulkRow).where(BulkRow.id == previous.id).values(
+            attempts=previous.attempts + attempts, **outcome))
+
+
+def succeeded_row_files(session: Session, workspace_id: uuid.UUID, bulk_run_id: uuid.UUID) -> list[Any]:
+    """(row, docx name, docx key, pdf name, pdf key) of every succeeded row, in row order."""
+    from sqlalchemy.orm import aliased
+
+    from warehouse.models import Artifact
+
+    docx, pdf = aliased(Artifact), aliased(Artifact)
+    return list(session.execute(
+        select(BulkRow.row_index, BulkRow.docx_filename, docx.storage_key, BulkRow.pdf_filename, pdf.storage_key)
+        .outerjoin(docx, docx.id == BulkRow.docx_artifact_id)
+        .outerjoin(pdf, pdf.id == BulkRow.pdf_artifact_id)
+        .where(BulkRow.workspace_id == workspace_id, BulkRow.bulk_run_id == bulk_run_id,
+               BulkRow.status == "succeeded")
+        .order_by(BulkRow.row_index)).all())
+
+
+def rows_in_order(session: Session, bulk_run_id: uuid.UUID) -> Iterator[BulkRow]:
+    """Every recorded row of the run in row order, streamed (for the report)."""
+    query = select(BulkRow).where(BulkRow.bulk_run_id == bulk_run_id).order_by(BulkRow.row_index)
+    yield from session.scalars(query.execution_options(yield_per=500))

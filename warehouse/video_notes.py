@@ -171,3 +171,9 @@ def link_highlight_clips(session: Session, workspace_id: uuid.UUID, links: list[
     for row_id, values in links:
         session.execute(update(Highlight).values(**values)
                         .where(Highlight.workspace_id == workspace_id, Highlight.id == row_id))
+
+
+def update_video(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID, **values: Any) -> None:
+    """What the assets learn about a video (duration, streams, language) or its current job (``latest_job_id``)."""
+    session.execute(update(VideoAsset).where(VideoAsset.workspace_id == workspace_id, VideoAsset.id == video_id)
+                    .values(**values))

@@ -36,8 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from assets.documents.bulk_outputs import write_outputs
 from assets.documents.bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
     BulkEnv, persist_batch, prepare_batch, row_artifact_id,
@@ -50,9 +48,8 @@ from pipelines.errors import ObjectMissing, PermanentError, RetryableError
 from resources.objectstore import ObjectStore
 from resources.source_fetch import fetch_source
 from warehouse import documents as bulk_store
-from warehouse.artifacts import store_artifact
-from warehouse.documents import BulkRow, BulkRun, TemplateVersion
-from warehouse.models import Artifact
+from warehouse.artifacts import storage_key_of, store_artifact
+from warehouse.documents import TemplateVersion
 
 MODES = ("run", "resume", "retry_failed")
 
@@ -70,8 +67,7 @@ class BulkResult:
 
 def load_prepared(session, store: ObjectStore, version: TemplateVersion) -> PreparedTemplate:
     """The version's template, analysed and translated once for every row of the run."""
-    key = session.scalar(select(Artifact.storage_key).where(
-        Artifact.workspace_id == version.workspace_id, Artifact.id == version.artifact_id))
+    key = storage_key_of(session, version.workspace_id, version.artifact_id)
     return prepare_template(store.get_bytes(key))
 
 
@@ -84,17 +80,15 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
     scratch = Path(tempfile.mkdtemp(prefix="kiln-bulk-"))
     try:
         with env.sessions() as s:
-            run = s.scalar(select(BulkRun).where(BulkRun.workspace_id == env.workspace_id, BulkRun.id == bulk_run_id))
+            run = bulk_store.bulk_run_of(s, env.workspace_id, bulk_run_id)
             if run is None:
                 raise PermanentError("The bulk run no longer exists.", code="bulk_run_missing")
-            version = s.scalar(select(TemplateVersion).where(TemplateVersion.id == run.template_version_id))
+            version = bulk_store.template_version_by_id(s, run.template_version_id)
             template = load_prepared(s, env.store, version)
             fmt, pattern, input_artifact_id = run.output_format, run.filename_pattern, run.input_artifact_id
             source_url = run.source_url
             bulk_store.start_bulk_run(s, bulk_run_id)
-            recorded = {r.row_index: r for r in s.scalars(select(BulkRow).where(BulkRow.bulk_run_id == bulk_run_id))}
-            for r in recorded.values():
-                s.expunge(r)
+            recorded = bulk_store.recorded_rows(s, bulk_run_id)
         if input_artifact_id is None:
             input_artifact_id = _fetch_input(env, bulk_run_id, source_url)
         rows_path = scratch / "rows"
@@ -186,9 +180,7 @@ def _download_input(env: BulkEnv, input_artifact_id: uuid.UUID, path: Path) -> N
     expired = PermanentError("The bulk run's spreadsheet is no longer stored (its retention period ended); "
                              "submit it again as a new bulk run.", code="bulk_input_expired")
     with env.sessions() as s:
-        key = s.scalar(select(Artifact.storage_key).where(
-            Artifact.workspace_id == env.workspace_id, Artifact.id == input_artifact_id,
-            Artifact.status == "available"))
+        key = storage_key_of(s, env.workspace_id, input_artifact_id, available_only=True)
     if key is None:
         raise expired
     try:

@@ -7,29 +7,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
-
 from assets.documents.bulk_rows import BulkEnv
 from pipelines.documents.archive import zip_chunks
 from pipelines.documents.tabular import ReportWriter
 from resources.objectstore import file_chunks
 from warehouse.artifacts import store_artifact
-from warehouse.documents import BulkRow
-from warehouse.models import Artifact
+from warehouse.documents import rows_in_order, succeeded_row_files
 
 
 def _succeeded_files(env: BulkEnv, bulk_run_id: uuid.UUID) -> list[tuple[int, str, str, str]]:
     """(row, extension, name in the ZIP, storage key) of every succeeded row's files, in row order."""
-    docx, pdf = aliased(Artifact), aliased(Artifact)
     with env.sessions() as s:
-        rows = s.execute(
-            select(BulkRow.row_index, BulkRow.docx_filename, docx.storage_key, BulkRow.pdf_filename, pdf.storage_key)
-            .outerjoin(docx, docx.id == BulkRow.docx_artifact_id)
-            .outerjoin(pdf, pdf.id == BulkRow.pdf_artifact_id)
-            .where(BulkRow.workspace_id == env.workspace_id, BulkRow.bulk_run_id == bulk_run_id,
-                   BulkRow.status == "succeeded")
-            .order_by(BulkRow.row_index)).all()
+        rows = succeeded_row_files(s, env.workspace_id, bulk_run_id)
     files = []
     for index, docx_name, docx_key, pdf_name, pdf_key in rows:
         if docx_name:
@@ -55,8 +44,7 @@ def _report_rows(env: BulkEnv, bulk_run_id: uuid.UUID, fmt: str, out: Path) -> N
     extra = ["pdf_filename", "pdf_sha256"] if fmt == "both" else []
     with env.sessions() as s, open(out, "w", encoding="utf-8", newline="") as fh:
         writer = ReportWriter(fh, extra_columns=extra)
-        query = select(BulkRow).where(BulkRow.bulk_run_id == bulk_run_id).order_by(BulkRow.row_index)
-        for r in s.scalars(query.execution_options(yield_per=500)):
+        for r in rows_in_order(s, bulk_run_id):
             primary_name = r.pdf_filename if fmt == "pdf" else r.docx_filename
             primary_sha = r.pdf_sha256 if fmt == "pdf" else r.docx_sha256
             writer.write(r.row_index, r.status, r.error_code or "", r.error_message or "", primary_name or "",

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-
 from pipelines.documents.fields import TemplateAnalysis
 from pipelines.documents.render import PreparedTemplate, render_docx
 from pipelines.documents.tabular import RowError, unescape_literal, validate_row
@@ -25,7 +23,6 @@ from resources.settings import Settings, get_settings
 from warehouse import documents as bulk_store
 from warehouse.artifacts import expiry
 from warehouse.db import utcnow
-from warehouse.documents import BulkRow
 from warehouse.models import Artifact
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -174,13 +171,10 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
         s.flush()  # artifacts before the rows that reference them
         for p, outcome in outcomes:
             previous = recorded.get(p.index)
-            if previous is None:
-                s.add(BulkRow(workspace_id=env.workspace_id, bulk_run_id=bulk_run_id, row_index=p.index,
-                              attempts=p.attempts, **outcome))
-            else:
+            if previous is not None:
                 counts[previous.status] -= 1
-                s.execute(update(BulkRow).where(BulkRow.id == previous.id).values(
-                    attempts=previous.attempts + p.attempts, **outcome))
+            bulk_store.record_row_outcome(s, env.workspace_id, bulk_run_id, p.index, previous=previous,
+                                          attempts=p.attempts, outcome=outcome)
             counts[outcome["status"]] += 1
         s.flush()
         bulk_store.set_bulk_run_counts(s, bulk_run_id, succeeded_rows=counts["succeeded"],

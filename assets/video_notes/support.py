@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import cv2
 import dagster as dg
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from assets._job_context import JobHandle, kiln_job
 from pipelines.run_tags import ERROR_CODE_KEY, JOB_ID_TAG, RETRYABLE_KEY
@@ -33,6 +33,7 @@ from pipelines.video_notes.scratch import remove_scratch, scratch_root
 from pipelines.video_notes.transcript import Transcript
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore, file_chunks
+from warehouse import video_notes as video_rows
 from warehouse.models import Artifact, Job
 from warehouse.video_notes import JOB_KIND, VideoAsset, job_outputs, load_video
 
@@ -180,9 +181,7 @@ def progress_between(job: JobHandle, start: int, end: int) -> Callable[[float], 
 
 def update_video(job: JobHandle, video_id: uuid.UUID, **values) -> None:
     with job.database.tenant_session(job.workspace_id) as session:
-        session.execute(
-            update(VideoAsset).where(VideoAsset.workspace_id == job.workspace_id, VideoAsset.id == video_id).values(**values)
-        )
+        video_rows.update_video(session, job.workspace_id, video_id, **values)
 
 
 def transcript_of(job: JobHandle) -> Transcript:
