@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.orm import Session
 
-from api.cli import create_workspace, issue_token
+from api.provisioning import create_workspace, issue_token
 from api.security import AuthenticationFailed, authenticate
 from resources.settings import PROJECT_ROOT, Settings
 from warehouse.db import make_engine

@@ -24,7 +24,7 @@ from warehouse.db import is_postgres, make_engine
 
 
 def _default_store(settings: Settings) -> ObjectStore:
-    from resources.objectstore import build_object_store  # written alongside the implementations
+    from resources.objectstore_factory import build_object_store  # written alongside the implementations
 
     return build_object_store(settings)
 

@@ -4,7 +4,7 @@
 
 In ONE run, on this machine:
 
-1. Bulk DOCX throughput: Kiln's bulk engine (``assets.documents_bulk.run_bulk``: row checks, render,
+1. Bulk DOCX throughput: Kiln's bulk engine (``assets.documents.bulk.run_bulk``: row checks, render,
    per-row artifacts in the object store, ``bulk_row`` outcomes committed in batches, the streamed
    ZIP and the report) versus a bare docxtpl loop (load template, render, save to memory) over the
    same template and rows, in interleaved rounds; the median ratio counts. Target: Kiln rows/s / bare
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _template_bytes() -> bytes:
-    from tests.documents_product_support import docx_with_paragraphs
+    from tests.support.documents_product import docx_with_paragraphs
 
     return docx_with_paragraphs([
         ["Dear {{ first_name }} {{ last_name }},"],
@@ -70,7 +70,7 @@ def _csv(rows: list[dict[str, str]]) -> bytes:
 def _world(root: Path, rows: list[dict[str, str]], fmt: str = "docx"):
     """A migrated SQLite database, a workspace, a template version and a queued bulk run."""
     from pipelines.documents.fields import analyze_template
-    from resources.objectstore import LocalObjectStore
+    from resources.objectstore_local import LocalObjectStore
     from warehouse import jobs
     from warehouse.artifacts import store_artifact
     from warehouse.db import make_engine, system_session, utcnow
@@ -111,7 +111,7 @@ def _world(root: Path, rows: list[dict[str, str]], fmt: str = "docx"):
 
 
 def _run_engine(root: Path, rows: list[dict[str, str]]):
-    from assets.documents_bulk import BulkEnv, run_bulk
+    from assets.documents.bulk import BulkEnv, run_bulk
     from warehouse.db import tenant_session
 
     engine, store, ws, job_id, run_id, source = _world(root, rows)

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.cli import create_workspace  # noqa: E402
+from api.provisioning import create_workspace  # noqa: E402
 from warehouse.db import make_engine, normalize_url  # noqa: E402
 from warehouse.migrate import upgrade  # noqa: E402
 

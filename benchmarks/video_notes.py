@@ -43,7 +43,7 @@ def build_input(target_s: float, out: Path) -> float:
     """Loop example.mp4 by stream copy until ``target_s``; returns the real duration in seconds."""
     import av
 
-    from tests.corpus import PUBLIC
+    from tests.support.corpus import PUBLIC
 
     source = PUBLIC / "video/example.mp4"
     with av.open(str(source)) as probe_container:
@@ -94,7 +94,7 @@ def _bare(path: str, beam: int, threads: int) -> dict:
 def _resources(home: Path, beam: int, threads: int) -> dict:
     from resources.dagster_resources import DatabaseResource
     from resources.llm import LLM
-    from resources.objectstore import LocalObjectStore
+    from resources.objectstore_local import LocalObjectStore
     from resources.settings import Settings
     from resources.transcriber import Transcriber
 
@@ -116,7 +116,7 @@ def _worker(args: argparse.Namespace) -> dict:
     """
     import dagster as dg
 
-    from assets.video_notes import VIDEO_NOTES_ASSETS
+    from assets.video_notes.assets import VIDEO_NOTES_ASSETS
     from sensors.video_notes import video_notes_job
 
     home = Path(os.environ["KILN_HOME"])
@@ -191,7 +191,7 @@ def _pipeline(path: str, beam: int, threads: int) -> dict:
     dagster_home = home / "dagster"
     dagster_home.mkdir()
     os.environ["KILN_HOME"] = str(home)
-    from api.cli import create_workspace
+    from api.provisioning import create_workspace
     from api.main import create_app
     from resources.settings import Settings
     from sensors import run_status

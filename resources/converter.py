@@ -42,8 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from pipelines.documents.errors import ConversionFailed, ConversionTimeout, ConverterUnavailable
 from pipelines.errors import KilnError, RetryableError
@@ -67,9 +66,12 @@ class ConversionResult:
     error: KilnError | None = None
 
 
-class DocumentConverter(dg.ConfigurableResource):
+class DocumentConverter(BaseModel):
     """Converts DOCX files to PDF. One instance = one LibreOffice profile = one conversion at a time;
-    scale out with more workers (a Dagster pool limits how many run at once)."""
+    scale out with more workers (a Dagster pool limits how many run at once). A plain class (the API
+    uses it without Dagster); runs get one per run from ``resources.dagster_resources.document_converter``."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     backend: str = "auto"  # auto | libreoffice | docx2pdf
     soffice_path: str = "soffice"
@@ -125,9 +127,6 @@ class DocumentConverter(dg.ConfigurableResource):
             for start in range(0, len(sources), max(self.batch_size, 1)):
                 results.extend(self._convert_chunk(sources[start:start + self.batch_size]))
         return results
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
 
     def close(self) -> None:
         """Remove a private profile directory (a configured one is kept)."""

@@ -1,4 +1,7 @@
-"""Dagster resources for the system-of-record database, and the default resource set.
+"""Dagster resources for the system-of-record database, the document converter, and the default resource set.
+
+The boundaries themselves are plain classes (``resources/objectstore*.py``, ``resources/converter.py``) that
+the API uses without loading Dagster; assets ask for them as ``dg.ResourceParam[...]``.
 
 ``DatabaseResource`` leaves ``url`` unset by default and resolves it from ``KILN_DATABASE_URL`` at
 run time, so a database password never lands in Dagster's resource config (shown in the UI).
@@ -44,12 +47,23 @@ class DatabaseResource(dg.ConfigurableResource):
             yield session
 
 
+@dg.resource(description="DOCX -> PDF converter: one LibreOffice profile per run, removed when the run ends")
+def document_converter(_context: dg.InitResourceContext) -> Iterator[Any]:
+    from resources.converter import DocumentConverter
+
+    converter = DocumentConverter()
+    try:
+        yield converter
+    finally:
+        converter.close()
+
+
 def default_resources(settings: Settings | None = None) -> dict[str, Any]:
     """The resources every Kiln asset and sensor may ask for, built from settings.
 
     Without ``settings`` the database URL is resolved lazily from the environment (see above).
     """
-    from resources.objectstore import build_object_store
+    from resources.objectstore_factory import build_object_store
 
     if settings is None:
         return {"database": DatabaseResource(), "object_store": build_object_store(get_settings())}

@@ -14,7 +14,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from pipelines.errors import ObjectMissing, StorageKeyError
@@ -44,7 +43,7 @@ def _error_code(exc: ClientError) -> str:
 
 
 class S3ObjectStore(ObjectStore):
-    """Objects in an S3 bucket through dagster-aws' ``S3Resource``; presigned downloads."""
+    """Objects in an S3 bucket through a boto3 client; presigned downloads."""
 
     bucket: str
     prefix: str = ""
@@ -58,30 +57,26 @@ class S3ObjectStore(ObjectStore):
     _client: Any = PrivateAttr(default=None)
     _presign_client: Any = PrivateAttr(default=None)
 
-    def _s3_resource(self) -> S3Resource:
-        return S3Resource(
+    def _boto_client(self, config: Config) -> Any:
+        return boto3.session.Session().client(
+            "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region_name,
             aws_access_key_id=self.aws_access_key_id,
             aws_secret_access_key=self.aws_secret_access_key,
+            config=config,
         )
 
     def _s3(self) -> Any:
         if self._client is None:  # boto3 clients are thread-safe; a racing duplicate is harmless
-            self._client = self._s3_resource().get_client()
+            # The client dagster-aws' S3Resource built (5 attempts), without loading Dagster in the API.
+            self._client = self._boto_client(Config(retries={"max_attempts": 5}))
         return self._client
 
     def _presigner(self) -> Any:
-        # S3Resource's client presigns SigV2-style in us-east-1; presigned links must be SigV4.
+        # The default client may presign SigV2-style in us-east-1; presigned links must be SigV4.
         if self._presign_client is None:
-            self._presign_client = boto3.session.Session().client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name=self.region_name,
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                config=Config(signature_version="s3v4"),
-            )
+            self._presign_client = self._boto_client(Config(signature_version="s3v4"))
         return self._presign_client
 
     def _object_key(self, key: str) -> str:

@@ -10,14 +10,14 @@ import uuid
 import dagster as dg
 from sqlalchemy import select
 
-from assets.documents import bulk_run_outputs, bulk_runs_partitions
-from assets.documents_bulk import KIND
+from assets.documents.assets import bulk_run_outputs, bulk_runs_partitions
+from pipelines.documents.product import CARD, KIND
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
 from warehouse.documents import BulkRun
 
 POOL_TAG = "kiln/pool"
-LIBREOFFICE_POOL = "libreoffice"
+LIBREOFFICE_POOL = CARD.kind().pool  # "libreoffice"
 
 bulk_docx_job = dg.define_asset_job(
     "bulk_docx_job", selection=[bulk_run_outputs], executor_def=dg.in_process_executor, tags={"kiln/kind": KIND}

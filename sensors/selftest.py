@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from assets.selftest import selftest_jobs_partitions, selftest_report
-from pipelines.selftest import KIND
+from assets.selftest.assets import selftest_jobs_partitions, selftest_report
+from pipelines.selftest.product import KIND
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
 

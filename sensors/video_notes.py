@@ -6,10 +6,10 @@ dynamic partitions and requests one run per job attempt (run key ``<job_id>:<att
 
 import dagster as dg
 
-from assets.video_notes import VIDEO_NOTES_ASSETS, videos_partitions
+from assets.video_notes.assets import VIDEO_NOTES_ASSETS, videos_partitions
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
-from warehouse.video_notes import JOB_KIND
+from pipelines.video_notes.product import KIND as JOB_KIND
 
 # The in-process executor on purpose: seven small steps, each of which would cost a subprocess (seconds of
 # Python start-up and imports, plus reloading the whisper model) under the default multiprocess executor.

@@ -139,3 +139,12 @@ def expired_artifacts(session: Session, *, now: datetime | None = None, limit: i
             .limit(limit)
         )
     )
+
+
+def storage_key_of(session: Session, workspace_id: uuid.UUID, artifact_id: uuid.UUID, *,
+                   available_only: bool = False) -> str | None:
+    """The object key of one of the workspace's artifacts (None: no such row, or not available when asked)."""
+    query = select(Artifact.storage_key).where(Artifact.workspace_id == workspace_id, Artifact.id == artifact_id)
+    if available_only:
+        query = query.where(Artifact.status == "available")
+    return session.scalar(query)

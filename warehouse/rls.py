@@ -3,7 +3,7 @@
 Every tenant table a product adds must be protected exactly like the platform's (0002): RLS
 enabled and forced, ``tenant_isolation`` for the API's ``kiln_app`` role on
 ``kiln.workspace_id``, ``system_access`` for ``kiln_system``, and the grants. Call these from the
-product's migration; they do nothing on SQLite. ``tests/test_postgres_rls.py`` checks every table.
+product's migration; they do nothing on SQLite. ``tests/platform/test_postgres_rls.py`` checks every table.
 """
 
 from __future__ import annotations

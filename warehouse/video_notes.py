@@ -26,15 +26,18 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    delete,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pipelines.video_notes.product import KIND as VIDEO_NOTES_KIND
 from warehouse.db import utcnow
 from warehouse.models import Artifact, Base, Job, TimestampMixin, new_id
 
 VIDEO_TABLES = ("video_asset", "highlight")
-JOB_KIND = "video_notes"
+JOB_KIND = VIDEO_NOTES_KIND  # the card names the kind (pipelines/video_notes/product.py)
 
 
 class VideoAsset(TimestampMixin, Base):
@@ -148,3 +151,29 @@ def highlights_of_job(session: Session, workspace_id: uuid.UUID, job_id: uuid.UU
             select(Highlight).where(Highlight.workspace_id == workspace_id, Highlight.job_id == job_id).order_by(Highlight.rank)
         )
     )
+
+
+# -- writes the video notes assets make (the highlight rows of one job) --------------------------------------
+
+def replace_highlights(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID, job_id: uuid.UUID,
+                       ranked: list[Any]) -> None:
+    """The job's highlight rows, ranked 1..n, replacing any an earlier attempt of the job wrote."""
+    session.execute(delete(Highlight).where(Highlight.workspace_id == workspace_id, Highlight.job_id == job_id))
+    session.add_all(
+        Highlight(workspace_id=workspace_id, video_id=video_id, job_id=job_id, rank=rank,
+                  start_ms=h.start_ms, end_ms=h.end_ms, title=h.title[:200], score=round(h.score, 4), text=h.text)
+        for rank, h in enumerate(ranked, start=1)
+    )
+
+
+def link_highlight_clips(session: Session, workspace_id: uuid.UUID, links: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+    """Point highlights at their clips: ``links`` holds (highlight id, clip columns)."""
+    for row_id, values in links:
+        session.execute(update(Highlight).values(**values)
+                        .where(Highlight.workspace_id == workspace_id, Highlight.id == row_id))
+
+
+def update_video(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID, **values: Any) -> None:
+    """What the assets learn about a video (duration, streams, language) or its current job (``latest_job_id``)."""
+    session.execute(update(VideoAsset).where(VideoAsset.workspace_id == workspace_id, VideoAsset.id == video_id)
+                    .values(**values))

@@ -20,7 +20,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.bulk_input import check_spreadsheet, form_options, required_fields
@@ -41,10 +41,11 @@ from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
 from api.uploads import stream_upload_to_store
-from assets.documents_bulk import KIND
-from assets.documents_source import check_fetch_allowed
+from pipelines.documents.product import KIND
 from resources.objectstore import artifact_key
 from resources.settings import Settings
+from resources.source_fetch import check_fetch_allowed
+from warehouse import documents as bulk_store
 from warehouse import jobs as job_machine
 from warehouse.artifacts import expiry, sanitize_filename
 from warehouse.db import utcnow
@@ -249,9 +250,10 @@ def _create(session, principal, settings, store, request, version, run_id, artif
             filename=sanitize_filename(upload.filename or "rows"), job_id=result.job.id,
             expires_at=expiry(settings.retention_ttl("input"))))
         session.flush()
-    run = BulkRun(id=run_id, workspace_id=principal.workspace_id, template_version_id=version.id,
-                  job_id=result.job.id, input_artifact_id=artifact_id if upload else None, source_url=source_url,
-                  output_format=fmt, filename_pattern=pattern, status="queued", created_by=principal.user_id)
+    run = bulk_store.new_bulk_run(
+        id=run_id, workspace_id=principal.workspace_id, template_version_id=version.id,
+        job_id=result.job.id, input_artifact_id=artifact_id if upload else None, source_url=source_url,
+        output_format=fmt, filename_pattern=pattern, created_by=principal.user_id)
     session.add(run)
     session.flush()
     return JSONResponse(run_out(session, links, run).model_dump(mode="json"), status_code=202, headers=links.headers)
@@ -337,18 +339,14 @@ def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Ses
     # row lock and then re-checks job_id; on SQLite the write lock serializes them. The claim is also
     # this transaction's first write, which matters on SQLite: pysqlite only opens a transaction at an
     # INSERT/UPDATE, so submit_job's SAVEPOINT, if first, would commit its job on release.
-    claimed = session.execute(update(BulkRun).where(
-        BulkRun.workspace_id == run.workspace_id, BulkRun.id == run.id, BulkRun.job_id == job.id,
-    ).values(updated_at=utcnow())).rowcount
-    if claimed != 1:
+    if not bulk_store.claim_bulk_run_restart(session, run, finished_job_id=job.id):
         raise ApiProblem(409, "bulk_run_active", "Another request restarted this bulk run just now; follow it "
                          f"with GET /v1/bulk-runs/{run.id}.")
     payload = {"bulk_run_id": str(run.id), "mode": mode}
     result = _submit_job(session, principal, settings, run.id, payload, {**payload, "after_job": str(job.id)},
                          idempotency_key, request)
     if result.created:
-        session.execute(update(BulkRun).where(BulkRun.workspace_id == run.workspace_id, BulkRun.id == run.id).values(
-            job_id=result.job.id, status="queued", updated_at=utcnow()))
+        bulk_store.requeue_bulk_run(session, run, job_id=result.job.id)
     session.refresh(run)
     return JSONResponse(run_out(session, links, run).model_dump(mode="json"),
                         status_code=202 if result.created else 200, headers=links.headers)

@@ -18,7 +18,6 @@ import anyio.to_thread
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,7 +34,6 @@ from api.deps import (
     release_connection,
     request_id,
 )
-from api.job_kinds import register_job_kind
 from api.limits import ensure_job_capacity, upload_limits
 from api.links import LinkMinter, Links
 from api.observability import bind_context
@@ -53,6 +51,7 @@ from api.video_views import (
     videos_out,
 )
 from pipelines.errors import IdempotencyConflict
+from pipelines.video_notes.product import VideoNotesPayload
 from resources.objectstore import ObjectStore, artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
@@ -78,21 +77,6 @@ MEDIA_TYPES = frozenset({
 IdempotencyKey = idempotency_key_header(
     "Same key + same upload returns the first video; a different upload answers 409")
 VideoUploadLimits = upload_limits(JOB_KIND)  # quotas and upload caps, checked before the body (api/limits.py)
-
-
-class VideoNotesPayload(BaseModel):
-    """The ``video_notes`` job payload. Submitted only by ``POST /v1/videos`` and ``…/reprocess``: a job from the
-    generic ``POST /v1/jobs`` would lack the upload and the video's partition key, so that route answers 422."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    video_id: uuid.UUID
-    exact_clips: bool = Field(default=False, description="Re-encode clips to cut exactly (slower) instead of stream copy")
-    language: str | None = Field(default=None, max_length=16, description="Skip language detection, e.g. 'en'")
-
-
-register_job_kind(JOB_KIND, VideoNotesPayload, description="Video notes: transcript, summary, highlights, screenshots, clips",
-                  submit_via_jobs_api=False, product_route="POST /v1/videos (or POST /v1/videos/{id}/reprocess)")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------

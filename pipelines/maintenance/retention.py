@@ -1,7 +1,7 @@
 """Retention decisions as plain functions on plain data (no Dagster, no database session).
 
 Two questions are answered here; ``warehouse/retention.py`` feeds them rows and applies the
-answers, and ``pipelines/maintenance_defs.py`` wraps that in the scheduled ``retention_job``.
+answers, and ``assets/maintenance/`` wraps that in the scheduled ``retention_job``.
 
 1. Which artifacts are expired? Every artifact row gets ``expires_at`` when it is written
    (``store_artifact(..., ttl=...)``, with the TTL from ``Settings.retention_days_<kind>``, see
@@ -13,8 +13,8 @@ answers, and ``pipelines/maintenance_defs.py`` wraps that in the scheduled ``ret
    more than ``retention_days_log`` ago. Partitions with no job row at all are left alone: we
    cannot tell whose they are.
 
-Products register which dynamic partitions definition each of their job kinds uses with
-``register_partitions(kind, partitions_def_name)`` at import time of their definitions module.
+Which dynamic partitions definition each job kind uses is read from the product cards
+(``pipelines/products.py``): nothing registers itself at import time.
 """
 
 from __future__ import annotations
@@ -24,24 +24,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pipelines import products
+
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 
-# job kind -> name of the DynamicPartitionsDefinition its runs are partitioned by.
-PARTITIONS_BY_KIND: dict[str, str] = {"selftest": "selftest_jobs"}
-
-
-def register_partitions(kind: str, partitions_def_name: str) -> None:
-    """Tell retention that jobs of ``kind`` add their partition keys to ``partitions_def_name``."""
-    current = PARTITIONS_BY_KIND.get(kind)
-    if current is not None and current != partitions_def_name:
-        raise ValueError(f"job kind {kind!r} is already registered with partitions {current!r}")
-    PARTITIONS_BY_KIND[kind] = partitions_def_name
+def partitions_by_kind() -> dict[str, str]:
+    """Job kind -> name of the DynamicPartitionsDefinition its runs are partitioned by, from the cards."""
+    return products.partitions_by_kind()
 
 
 def kinds_by_partitions_def(registry: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Invert the registry: partitions definition name -> the job kinds that use it."""
     inverted: dict[str, list[str]] = defaultdict(list)
-    for kind, name in (PARTITIONS_BY_KIND if registry is None else registry).items():
+    for kind, name in (partitions_by_kind() if registry is None else registry).items():
         inverted[name].append(kind)
     return {name: sorted(kinds) for name, kinds in inverted.items()}
 
@@ -94,7 +89,7 @@ def removable_partitions(
     are the jobs whose kind maps to one of those definitions and whose partition key is among
     them. A key goes only when every job carrying it releases it.
     """
-    registry = PARTITIONS_BY_KIND if registry is None else registry
+    registry = partitions_by_kind() if registry is None else registry
     jobs_by_slot: dict[tuple[str, str], list[PartitionJob]] = defaultdict(list)
     for job in jobs:
         name = registry.get(job.kind)

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from pipelines.errors import InvalidInput, PermanentError, RetryableError
+from pipelines.selftest.product import KIND  # noqa: F401 - re-exported
 
-KIND = "selftest"
 MAX_MESSAGE_CHARS = 10_000
 
 

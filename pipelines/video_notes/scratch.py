@@ -1,6 +1,6 @@
 """Working files of video jobs on a worker: ``$TMPDIR/kiln-video/<job_id>/`` (the source copy, the WAV, frames, clips).
 
-A folder is removed when its job is done with it (see ``assets/video_notes_support.py``); what a killed worker
+A folder is removed when its job is done with it (see ``assets/video_notes/support.py``); what a killed worker
 or a retry that went elsewhere leaves behind is swept by age (:func:`sweep_scratch`) at the start of later runs.
 """
 

@@ -28,7 +28,7 @@ another workspace) as a member: ``app_user`` rows are visible to the API only th
 membership of the current workspace.
 
 Any later migration that adds a table must grant it and enable RLS like this one does
-(``warehouse.rls.enable_tenant_rls`` does it; ``tests/test_postgres_rls.py`` checks that every
+(``warehouse.rls.enable_tenant_rls`` does it; ``tests/platform/test_postgres_rls.py`` checks that every
 table has RLS forced).
 """
 

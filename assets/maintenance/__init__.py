@@ -1,0 +1,1 @@
+"""Platform maintenance: the lineage warehouse asset (``lineage.py``), retention and lineage jobs (``defs.py``)."""

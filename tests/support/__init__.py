@@ -1,0 +1,1 @@
+"""Test helpers shared across the suite: fixtures, fixture data, worker processes."""
