@@ -16,7 +16,7 @@ from pipelines.documents.fields import analyze_template
 from resources.settings import Settings
 from tests.support.documents_external import base_docx, edit
 from tests.support.api import api  # noqa: F401 - fixture
-from tests.test_documents_templates_api import upload
+from tests.documents.test_documents_templates_api import upload
 
 W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
 

@@ -16,7 +16,7 @@ from pipelines.documents.render import prepare_template, render_docx
 from pipelines.documents.validation import validate_docx
 from tests.support.documents_external import base_docx, edit, external_picture, png, text_of
 from tests.support.api import api  # noqa: F401 - fixture
-from tests.test_documents_templates_api import stored_files, upload
+from tests.documents.test_documents_templates_api import stored_files, upload
 
 W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
 R = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'

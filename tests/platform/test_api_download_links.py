@@ -167,7 +167,7 @@ def test_head_with_range_answers_206_headers(api):
 
 def test_head_in_s3_mode_answers_here_instead_of_redirecting(api):
     """A presigned URL is signed for GET; HEAD gets the headers from the artifact's row."""
-    from tests.test_api_downloads import _PresigningStore
+    from tests.platform.test_api_downloads import _PresigningStore
 
     owner = api.tenant()
     link = _link(api, owner, api.artifact(owner, DATA))

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from tests.support.documents_product import name_email_template
 from tests.support.api import api, path_of  # noqa: F401 - fixture
-from tests.test_video_product_api import NO_AUDIO
+from tests.video_notes.test_video_product_api import NO_AUDIO
 from warehouse.db import system_session, utcnow
 from warehouse.documents import BulkRow, BulkRun
 from warehouse.models import Job

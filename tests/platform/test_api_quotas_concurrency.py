@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 
 from api.limits import upload_slots
-from tests.test_api_quotas import BOUNDARY, TEMPLATE, multipart, stored_objects, used
+from tests.platform.test_api_quotas import BOUNDARY, TEMPLATE, multipart, stored_objects, used
 from tests.support.api import api  # noqa: F401 - fixture
 
 

@@ -48,7 +48,7 @@ def _build_app(root: Path, system_url: str, app_url: str):
         job_machine.submit_job(s, workspace_id=ws_id, kind="selftest", payload={"message": "seed"})
     engine.dispose()
     # One token sends every generated request, hundreds a second: the rate limit would answer most of
-    # them (429, documented), so it is off here; tests/test_api_quotas.py covers it.
+    # them (429, documented), so it is off here; tests.platform.test_api_quotas.py covers it.
     app_settings = Settings(env="test", home=root, secret_key=SECRET, database_url=app_url, objects_dir=root / "objects",
                             rate_limit_requests_per_minute=0, rate_limit_burst=0)
     app = create_app(app_settings, store=LocalObjectStore(root=str(root / "objects")), configure_logs=False)
