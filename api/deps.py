@@ -19,8 +19,16 @@ from sqlalchemy.orm import Session
 from api.observability import bind_context
 from api.problems import ApiProblem
 from api.ratelimit import enforce_rate_limit
-from api.security import AuthenticationFailed, Principal, authenticate, record_token_use
-from api.transport import INVALID_TOKEN_DETAIL, MISSING_TOKEN_DETAIL, UNAUTHORIZED_HEADERS, bearer_credentials
+from api.security import (
+    INVALID_TOKEN_DETAIL,
+    MISSING_TOKEN_DETAIL,
+    UNAUTHORIZED_HEADERS,
+    AuthenticationFailed,
+    Principal,
+    authenticate,
+    bearer_credentials,
+    record_token_use,
+)
 from resources.objectstore import ObjectStore
 from resources.settings import Settings
 from warehouse.db import session_factory

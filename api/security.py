@@ -36,6 +36,18 @@ WILDCARD_SCOPE = "*"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+# The 401 answer, shared by the body guard (api/transport.py) and the bearer dependency (api/deps.py).
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
+MISSING_TOKEN_DETAIL = "Send an API token: Authorization: Bearer kiln_<prefix>_<secret>."
+INVALID_TOKEN_DETAIL = "The API token is invalid, expired or revoked."
+
+
+def bearer_credentials(headers: dict[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
 class AuthenticationFailed(Exception):
     """Any reason a bearer token is not accepted; the API answers 401 without saying which."""
 

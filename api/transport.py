@@ -43,14 +43,18 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem_response
-from api.security import AuthenticationFailed, authenticate
+from api.security import (
+    INVALID_TOKEN_DETAIL,
+    MISSING_TOKEN_DETAIL,
+    UNAUTHORIZED_HEADERS,
+    AuthenticationFailed,
+    authenticate,
+    bearer_credentials,
+)
 from warehouse.db import session_factory
 
 CLIENT_ABORTED_KEY = "client_aborted"
 _ROUTE_KEY = "kiln_body_guard_route"
-UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kiln"'}
-MISSING_TOKEN_DETAIL = "Send an API token: Authorization: Bearer kiln_<prefix>_<secret>."
-INVALID_TOKEN_DETAIL = "The API token is invalid, expired or revoked."
 
 
 class BodyTooLarge(HTTPException):
@@ -62,11 +66,6 @@ class BodyTimeout(HTTPException):
     def __init__(self, seconds: float) -> None:
         super().__init__(408, f"No request body bytes arrived for {seconds:g} seconds; the upload was abandoned.")
 
-
-def bearer_credentials(headers: dict[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    scheme, _, credentials = headers.get("authorization", "").partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _depends_on(dependant: Dependant, target: Any) -> bool:

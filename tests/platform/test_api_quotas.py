@@ -192,7 +192,7 @@ def test_active_jobs_per_kind_are_capped_at_submit(api):
 
 
 def test_upload_routes_that_queue_jobs_check_the_cap_before_the_body(api):
-    from assets.documents_bulk import KIND as BULK_KIND
+    from pipelines.documents.product import KIND as BULK_KIND
     from warehouse.video_notes import JOB_KIND as VIDEO_KIND
 
     owner = api.tenant()
@@ -288,7 +288,7 @@ def test_counters_are_per_day(db_url, make_tenant, engine):
 
 
 def test_reprocess_resume_and_retry_failed_check_the_job_cap(api):
-    from assets.documents_bulk import KIND as BULK_KIND
+    from pipelines.documents.product import KIND as BULK_KIND
     from tests.support.documents_product import CSV_DIR, name_email_template
     from warehouse.documents import BulkRun
     from warehouse.models import Job
