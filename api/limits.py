@@ -36,6 +36,7 @@ from starlette.types import Message, Receive
 from api.deps import CurrentPrincipal, DbSession, SettingsDep
 from api.problems import ApiProblem
 from api.security import Principal
+from api.transport import streams_own_body
 from resources.settings import Settings
 from warehouse.db import utcnow
 from warehouse.usage import UPLOAD_BYTES, active_jobs, add_usage, job_with_key_exists, next_day_start, usage_value
@@ -189,7 +190,8 @@ def upload_limits(job_kind: str | None = None) -> Any:
     """
 
     async def _guard(request: Request, principal: CurrentPrincipal, session: DbSession,
-                     settings: SettingsDep) -> AsyncIterator[UploadMeter]:
+                     settings: SettingsDep,
+                     _streams: Annotated[None, Depends(streams_own_body)]) -> AsyncIterator[UploadMeter]:
         slots = upload_slots(request.app)
         wanted = [(key, limit) for key, limit in (
             (("token", str(principal.token_id)), settings.max_concurrent_uploads_per_token),

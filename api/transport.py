@@ -14,9 +14,12 @@
    (health, the signed download link) carry no body and are left alone. The dependency checks the
    token again in the request's own session (which it scopes to the workspace): a second indexed
    lookup, only for requests with a body.
-2. **Caps non-multipart bodies** at ``KILN_MAX_JSON_BODY_BYTES``: from ``Content-Length`` up front,
-   and by counting while the body streams (chunked bodies) -> 413 ``payload_too_large``.
-   ``multipart/form-data`` bodies are uploads; their limits are per route (``api.uploads``).
+2. **Caps every body** at ``KILN_MAX_JSON_BODY_BYTES``: from ``Content-Length`` up front, and by
+   counting while the body streams (chunked bodies) -> 413 ``payload_too_large``, whatever the
+   content type claims (FastAPI reads a JSON route's whole body even when it is sent as multipart).
+   Only routes that stream their own upload are exempt; they say so with the ``streams_own_body``
+   dependency (every upload route has it through ``api.limits.upload_limits``), and their limits are
+   per route (``api.uploads``).
 3. **Times out idle bodies**: no byte for ``KILN_UPLOAD_IDLE_TIMEOUT_SECONDS`` -> 408
    ``upload_timeout``. Reading happens on the event loop, so a stalled client costs a coroutine,
    never a worker thread; the timeout frees the connection and whatever the route was writing
@@ -68,6 +71,14 @@ class BodyTimeout(HTTPException):
 
 
 
+def streams_own_body() -> None:
+    """Marker dependency of the routes that read their body themselves, streaming it (uploads).
+
+    The body guard exempts them from the JSON body cap: their size limits are per route
+    (``api.uploads``). Every other route's body is capped, whatever its content type says.
+    """
+
+
 def _depends_on(dependant: Dependant, target: Any) -> bool:
     pending = [dependant]
     while pending:
@@ -102,21 +113,23 @@ def _check_token(engine, token: str, secret_key: str) -> bool:
 class RequestBodyGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._auth_routes: dict[int, bool] = {}
+        self._routes: dict[int, tuple[bool, bool]] = {}
 
-    def _route_needs_auth(self, scope: Scope) -> bool:
+    def _classify(self, scope: Scope) -> tuple[bool, bool]:
+        """(needs a bearer token, streams its own body) for the route this request reaches."""
         from api.deps import _principal  # the one bearer dependency every authenticated route reaches
 
         for route in iter_routes(scope["app"].router.routes):
             match, _ = route.matches(scope)
             if match == Match.FULL:
                 key = id(route)
-                if key not in self._auth_routes:
+                if key not in self._routes:
                     dependant = getattr(route, "dependant", None)
-                    self._auth_routes[key] = dependant is not None and _depends_on(dependant, _principal)
+                    self._routes[key] = (dependant is not None and _depends_on(dependant, _principal),
+                                         dependant is not None and _depends_on(dependant, streams_own_body))
                 scope.setdefault("state", {})[_ROUTE_KEY] = route  # labels an early answer's log line
-                return self._auth_routes[key]
-        return False  # 404/405: nothing will read the body
+                return self._routes[key]
+        return False, False  # 404/405: nothing will read the body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,7 +144,8 @@ class RequestBodyGuard:
         settings = scope["app"].state.settings  # read per request, so tests (and reloads) can change limits
         max_json_bytes, idle_timeout = settings.max_json_body_bytes, settings.upload_idle_timeout_seconds
 
-        if self._route_needs_auth(scope):
+        needs_auth, streams_upload = self._classify(scope)
+        if needs_auth:
             token = bearer_credentials(headers)
             if token is None:
                 await self._reject(scope, receive, send, 401, "unauthorized", MISSING_TOKEN_DETAIL,
@@ -145,7 +159,7 @@ class RequestBodyGuard:
                                    UNAUTHORIZED_HEADERS)
                 return
 
-        capped = not headers.get("content-type", "").lower().startswith("multipart/form-data")
+        capped = not streams_upload
         if capped and length.isdigit() and int(length) > max_json_bytes:
             await self._reject(scope, receive, send, 413, "payload_too_large", BodyTooLarge(max_json_bytes).detail)
             return

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from api.main import create_app
+from api.transport import streams_own_body
 from api.uploads import stream_upload_to_store
 
 
 def create_bench_app():
     app = create_app()
 
-    @app.post("/bench/upload", include_in_schema=False)
+    @app.post("/bench/upload", include_in_schema=False, dependencies=[Depends(streams_own_body)])
     async def bench_upload(request: Request) -> dict:
         store = request.app.state.store
         key = f"ws/{uuid.uuid4()}/input/{uuid.uuid4()}/{uuid.uuid4()}/upload"

@@ -138,3 +138,44 @@ def test_early_answers_are_logged_under_their_route(api):
     lines = [json.loads(line) for line in api.log.getvalue().splitlines() if line.startswith("{")]
     access = [line for line in lines if line.get("event") == "request" and line.get("status") == 401]
     assert access and access[-1]["route"] == "/v1/jobs"
+
+
+def _public_body_routes(app) -> set[tuple[str, str]]:
+    return {(method, route.path_format) for route in iter_routes(app.routes)
+            if isinstance(route, APIRoute) and not _depends_on(route.dependant, _principal)
+            for method in route.methods & {"POST", "PUT", "PATCH"}}
+
+
+def test_the_only_public_route_with_a_body_is_invitation_acceptance(api):
+    # A new unauthenticated route that takes a body must be a deliberate decision: it gets the cap but no auth.
+    assert _public_body_routes(api.app) == {("POST", "/v1/invitations/accept")}
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=xyz", "application/octet-stream", ""])
+def test_the_cap_follows_the_route_not_the_claimed_content_type(api, content_type):
+    """FastAPI reads a JSON route's whole body whatever its content type: only upload routes are exempt."""
+    cap = api.settings.max_json_body_bytes
+    t = api.tenant()
+    for path, auth in (("/v1/invitations/accept", {}), ("/v1/jobs", t.headers), ("/v1/tokens", t.headers)):
+        headers = {**auth, "transfer-encoding": "chunked", **({"content-type": content_type} if content_type else {})}
+        status, problem, pulled = _call_asgi(api.app, "POST", path, headers, _endless())
+        assert (status, problem["code"]) == (413, "payload_too_large"), path
+        assert pulled <= cap + 64 * 1024, path
+        headers = {**auth, "content-length": str(HUGE), **({"content-type": content_type} if content_type else {})}
+        status, problem, pulled = _call_asgi(api.app, "POST", path, headers, _endless())
+        assert (status, problem["code"], pulled) == (413, "payload_too_large", 0), path
+
+
+def test_upload_routes_are_the_ones_exempt_from_the_json_cap(api):
+    from api.transport import streams_own_body
+
+    exempt = {(method, route.path_format) for route in iter_routes(api.app.routes)
+              if isinstance(route, APIRoute) and _depends_on(route.dependant, streams_own_body)
+              for method in route.methods}
+    assert exempt == {("POST", "/v1/videos"), ("POST", "/v1/templates"), ("POST", "/v1/templates/{id}/versions"),
+                      ("POST", "/v1/templates/{id}/bulk-runs")}
+    # A multipart upload larger than the JSON cap still goes through on one of them.
+    t = api.tenant()
+    cap = api.settings.max_json_body_bytes
+    r = api.client.post("/v1/videos", headers=t.headers, files={"file": ("big.bin", b"\0" * (cap + 4096))})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_media", r.text  # read whole, then judged
