@@ -228,3 +228,38 @@ def test_svg_pictures_with_inline_data_are_fine():
 
 def test_document_text_mentioning_css_is_fine():
     validate_docx(with_body('<w:p><w:r><w:t>Use @import and url(http://example.com) in CSS</w:t></w:r></w:p>'))
+
+
+def _with_svg_bytes(data: bytes) -> bytes:
+    return edit(base_docx(picture=True), **{"word/media/picture.svg": data, DOC_RELS: add_rel(
+        DOC_RELS, f'<Relationship Id="rIdSvg" Type="{RELS}/image" Target="media/picture.svg"/>')})
+
+
+@pytest.mark.parametrize("style", [
+    r"rect { fill: \75 rl(http://evil/x.svg#p) }",  # CSS hex escape
+    r"rect { fill: u\72 l(//evil/x.svg#p) }",
+    r"rect { fill: \u\r\l(file:///srv/objects/shot.jpg) }",  # CSS identity escapes
+    r"@\69 mport 'http://evil/x.css';",
+], ids=["hex-escape", "hex-escape-middle", "identity-escapes", "escaped-import"])
+def test_css_escapes_do_not_hide_a_reference(style):
+    with pytest.raises(ExternalReference):
+        validate_docx(_with_svg(f'<svg xmlns="http://www.w3.org/2000/svg"><style>{style}</style></svg>'))
+
+
+def test_style_attributes_and_utf16_pictures_are_read_decoded():
+    with pytest.raises(ExternalReference):
+        validate_docx(_with_svg('<svg xmlns="http://www.w3.org/2000/svg"><rect style="fill:url(http://evil/p)"/></svg>'))
+    svg = ('<?xml version="1.0" encoding="UTF-16"?><svg xmlns="http://www.w3.org/2000/svg">'
+           '<style>rect { fill: url(http://evil/x.svg#p) }</style></svg>').encode("utf-16")
+    with pytest.raises(ExternalReference):
+        validate_docx(_with_svg_bytes(svg))
+
+
+def test_style_scanning_is_linear_on_hostile_whitespace():
+    import time
+
+    for filler in (" " * 1_000_000, "\\20 " * 200_000):
+        svg = f'<svg xmlns="http://www.w3.org/2000/svg"><style>url({filler}x</style></svg>'
+        started = time.perf_counter()
+        validate_docx(_with_svg(svg))  # not a reference: allowed, and answered quickly
+        assert time.perf_counter() - started < 3.0
