@@ -33,7 +33,7 @@ from api.deps import DbSession, RawSession, SettingsDep, WorkspaceReader, audit,
 from api.observability import bind_context
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import InvitationAccept, InvitationAccepted, InvitationCreated, InvitationOut, MemberCreate
-from api.security import Principal, as_aware, create_api_token
+from api.security import AuthenticationFailed, Principal, as_aware, authenticate, bearer_credentials, create_api_token
 from resources.settings import Settings
 from warehouse.db import is_postgres, set_tenant, utcnow
 from warehouse.models import AppUser, AuditLog, Invitation, Membership, Workspace
@@ -191,6 +191,28 @@ def user_for(session: Session, email: str, display_name: str | None) -> uuid.UUI
         return user_id
 
 
+def _prove_existing_account(session: Session, request: Request, ws: uuid.UUID, email: str, secret_key: str) -> None:
+    """An invitation to an address that already has an account is accepted by that account only.
+
+    The acceptance token is shown to whoever invited, so the token alone must not make its holder act as an
+    existing person (their user id, their name, an API token in their name). That person proves who they are
+    with one of their own API tokens (from any workspace) in ``Authorization``; a wrong or missing one gets the
+    same answer as an unknown invitation, so the endpoint says nothing about which addresses have accounts.
+    For an address with no account, the token alone creates the user: nobody else is impersonated.
+    """
+    existing = find_user_id(session, email)
+    if existing is None:
+        return
+    credentials = bearer_credentials({k.lower(): v for k, v in request.headers.items()})
+    try:
+        principal = authenticate(session, credentials or "", secret_key=secret_key)  # scopes to its workspace
+    except AuthenticationFailed:
+        raise _invalid() from None
+    if principal.user_id != existing:
+        raise _invalid()
+    set_tenant(session, ws)  # back to the inviting workspace
+
+
 @router.post("/v1/invitations/accept", status_code=201, response_model=InvitationAccepted,
              responses=problem_responses(403, 409))
 def accept_invitation(body: InvitationAccept, request: Request, session: RawSession,
@@ -201,6 +223,7 @@ def accept_invitation(body: InvitationAccept, request: Request, session: RawSess
         raise _invalid()
     invitation_id, ws = found
     set_tenant(session, ws)
+    _prove_existing_account(session, request, ws, _load(session, ws, invitation_id).email, secret_key)
     now = utcnow()
     # Single use: of two concurrent acceptances, one claims the row (PostgreSQL: the other waits on the row
     # lock, then matches nothing; SQLite: the write lock serializes them).

@@ -137,3 +137,23 @@ def test_another_workspaces_invitation_ids_are_404(api):
         r = api.client.request(method, f"/v1/workspace/invitations/{inv['id']}", headers=owner.headers)
         assert r.status_code == 404 and r.json()["code"] == "not_found"
     assert api.client.get(f"/v1/workspace/invitations/{inv['id']}", headers=other.headers).json()["status"] == "pending"
+
+
+def test_an_existing_account_accepts_only_with_its_own_token(api):
+    """The inviter sees the acceptance token: alone it must not let them join as an existing person."""
+    owner = api.tenant()
+    victim = api.tenant()  # has an account (and a token) in another workspace
+    with system_session(api.system) as s:
+        victim_email = s.get(AppUser, victim.user_id).email
+    inv = api.client.post("/v1/workspace/members", headers=owner.headers,
+                          json={"email": victim_email, "role": "editor"}).json()
+    for headers in ({}, owner.headers, {"Authorization": "Bearer kiln_aaaaaaaaaaaa_" + "b" * 43}):
+        r = api.client.post("/v1/invitations/accept", json={"token": inv["token"]}, headers=headers)
+        assert r.status_code == 403 and r.json()["code"] == "invitation_invalid", r.text
+        assert str(victim.user_id) not in r.text
+    with system_session(api.system) as s:
+        assert s.scalar(select(Membership).where(Membership.workspace_id == owner.workspace_id,
+                                                 Membership.user_id == victim.user_id)) is None
+    r = api.client.post("/v1/invitations/accept", json={"token": inv["token"]}, headers=victim.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["user_id"] == str(victim.user_id) and r.json()["workspace_id"] == str(owner.workspace_id)
