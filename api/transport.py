@@ -40,6 +40,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from fastapi.dependencies.models import Dependant
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
@@ -152,8 +154,15 @@ class RequestBodyGuard:
                                    UNAUTHORIZED_HEADERS)
                 return
             state = scope["app"].state
-            ok = await anyio.to_thread.run_sync(_check_token, state.engine, token,
-                                                state.settings.secret_key.get_secret_value())
+            try:
+                ok = await anyio.to_thread.run_sync(_check_token, state.engine, token,
+                                                    state.settings.secret_key.get_secret_value())
+            except (OperationalError, SATimeoutError):
+                # Outside the app's exception handlers: a locked SQLite file, a PostgreSQL restart or an
+                # exhausted pool answers like the routes do (503, retry), never a 500.
+                await self._reject(scope, receive, send, 503, "database_busy",
+                                   "The database is busy or unreachable; retry in a moment.", {"Retry-After": "1"})
+                return
             if not ok:
                 await self._reject(scope, receive, send, 401, "unauthorized", INVALID_TOKEN_DETAIL,
                                    UNAUTHORIZED_HEADERS)

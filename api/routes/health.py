@@ -16,7 +16,7 @@ READINESS_WRITE_INTERVAL_S = 60.0
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive and serving (no dependencies checked)."""
     return {"status": "ok"}
 

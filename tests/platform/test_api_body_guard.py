@@ -179,3 +179,21 @@ def test_upload_routes_are_the_ones_exempt_from_the_json_cap(api):
     cap = api.settings.max_json_body_bytes
     r = api.client.post("/v1/videos", headers=t.headers, files={"file": ("big.bin", b"\0" * (cap + 4096))})
     assert r.status_code == 422 and r.json()["code"] == "invalid_media", r.text  # read whole, then judged
+
+
+@pytest.mark.parametrize("error", ["locked", "pool"])
+def test_a_database_failure_during_the_guards_token_check_is_503(api, monkeypatch, error):
+    import sqlalchemy.exc
+
+    import api.transport as transport
+
+    def failing(*args, **kwargs):
+        if error == "locked":
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+        raise sqlalchemy.exc.TimeoutError("QueuePool limit reached")
+
+    monkeypatch.setattr(transport, "_check_token", failing)
+    t = api.tenant()
+    headers = {**t.headers, "content-type": "application/json", "content-length": "20"}
+    status, problem, pulled = _call_asgi(api.app, "POST", "/v1/jobs", headers, [b'{"kind": "selftest"}'])
+    assert (status, problem["code"], pulled) == (503, "database_busy", 0)
