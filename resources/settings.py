@@ -43,6 +43,9 @@ class Settings(BaseSettings):
 
     api_base_url: str = "http://127.0.0.1:8000"
     download_link_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    # S3 mode: how long the presigned URL a download link redirects to stays valid (the link itself is checked anew
+    # on every request; the presigned URL is not, so it is kept short).
+    presigned_redirect_ttl_seconds: int = Field(default=60, ge=5, le=3600)
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
 
     # Job state machine

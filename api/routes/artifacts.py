@@ -165,9 +165,11 @@ def _file_headers(request: Request, artifact: Artifact) -> tuple[int, dict[str, 
 @router.get("/downloads/{token}", response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
 def download(token: str, request: Request, settings: SettingsDep, store: StoreDep) -> Response:
     grant, artifact = _granted_artifact(request, settings, token)
+    # S3 mode: the presigned URL is a second credential the link's checks no longer govern (a revoked token does
+    # not end it), so it lives only long enough for the client to follow the redirect; a later read re-enters here.
     remaining = max(1, int((grant.expires_at - utcnow()).total_seconds()))
     presigned = store.presigned_url(
-        artifact.storage_key, expires_in=remaining, filename=sanitize_filename(artifact.filename),
+        artifact.storage_key, expires_in=min(remaining, settings.presigned_redirect_ttl_seconds), filename=sanitize_filename(artifact.filename),
         content_type=artifact.content_type,
     )
     if presigned:

@@ -41,7 +41,7 @@ from api.problems import ApiProblem, not_found, problem_responses
 from api.routes.templates import load_template, load_version
 from api.schemas import UtcDatetime
 from api.uploads import stream_upload_to_store
-from pipelines.documents.product import KIND
+from pipelines.documents.product import CARD, KIND
 from resources.objectstore import artifact_key
 from resources.settings import Settings
 from resources.source_fetch import check_fetch_allowed
@@ -184,7 +184,7 @@ def _submit_job(session, principal, settings, run_id, payload, fingerprint, idem
     ensure_job_capacity(session, settings, principal.workspace_id, KIND, idempotency_key)
     return job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=KIND, payload=payload, fingerprint_payload=fingerprint,
-        idempotency_key=idempotency_key, max_attempts=settings.job_max_attempts, subject_id=run_id,
+        idempotency_key=idempotency_key, max_attempts=CARD.kind(KIND).max_attempts or settings.job_max_attempts, subject_id=run_id,
         partition_key=str(run_id), created_by=principal.user_id,
         request_id=request_id(request))
 

@@ -51,7 +51,7 @@ from api.video_views import (
     videos_out,
 )
 from pipelines.errors import IdempotencyConflict
-from pipelines.video_notes.product import VideoNotesPayload
+from pipelines.video_notes.product import CARD, VideoNotesPayload
 from resources.objectstore import ObjectStore, artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
@@ -116,7 +116,7 @@ def _submit(session: Session, principal: Principal, settings: Settings, request:
     ensure_job_capacity(session, settings, principal.workspace_id, JOB_KIND, idempotency_key)
     return job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=JOB_KIND, payload=payload, idempotency_key=idempotency_key,
-        fingerprint_payload=fingerprint, max_attempts=settings.job_max_attempts, subject_id=video_id,
+        fingerprint_payload=fingerprint, max_attempts=CARD.kind().max_attempts or settings.job_max_attempts, subject_id=video_id,
         partition_key=str(video_id), created_by=principal.user_id, request_id=request_id(request),
     )
 

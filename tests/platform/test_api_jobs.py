@@ -128,3 +128,4 @@ def test_unknown_job_is_404_problem(api):
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
     r = api.client.get("/v1/nothing-here", headers=t.headers)
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+

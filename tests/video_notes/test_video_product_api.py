@@ -199,3 +199,19 @@ def test_streaming_an_upload_holds_no_database_connection(api, monkeypatch):  # 
     assert checked_out_while_streaming and set(checked_out_while_streaming) == {0}
     # The rest of the request ran in a new transaction, still scoped to the caller's workspace.
     assert api.client.get(f"/v1/videos/{r.json()['id']}", headers=owner.headers).status_code == 200
+
+
+def test_the_job_takes_max_attempts_from_the_product_card(api, monkeypatch):  # noqa: F811
+    """The card is the one place a product's retry budget is set: the upload route reads it."""
+    import dataclasses
+
+    import api.routes.videos as videos_route
+
+    card = videos_route.CARD
+    monkeypatch.setattr(videos_route, "CARD", dataclasses.replace(
+        card, job_kinds=tuple(dataclasses.replace(k, max_attempts=7) for k in card.job_kinds)))
+    t = api.tenant()
+    r = _upload(api, t, NO_AUDIO)
+    assert r.status_code == 202, r.text
+    with system_session(api.system) as s:
+        assert s.get(Job, uuid.UUID(r.json()["job_id"])).max_attempts == 7 != api.settings.job_max_attempts
