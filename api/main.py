@@ -18,9 +18,15 @@ from api.problems import Problem, install_problem_handlers, problem_response, pr
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
 from api.routes import invitations, usage, videos
 from api.transport import RequestBodyGuard
+from pipelines import products as product_list
 from resources.objectstore import ObjectStore
 from resources.settings import Settings, get_settings
 from warehouse.db import is_postgres, make_engine
+
+
+# The API's half of each product card: its routers, served only while the card is in the list.
+PRODUCT_ROUTERS = {"selftest": (), "video_notes": (videos,), "documents": (templates, bulk_runs)}
+PLATFORM_ROUTERS = (health, workspaces, invitations, tokens, jobs, artifacts, usage)
 
 
 def _default_store(settings: Settings) -> ObjectStore:
@@ -85,7 +91,8 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.add_middleware(RequestBodyGuard)
     app.add_middleware(RejectNulInUrl)  # inside the context middleware: the answer is logged and has a request id
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    for module in (health, workspaces, invitations, tokens, jobs, artifacts, videos, templates, bulk_runs, usage):
+    # The platform's routers always; a product's only while its card is listed (pipelines/products.py).
+    for module in PLATFORM_ROUTERS + tuple(m for card in product_list.PRODUCTS for m in PRODUCT_ROUTERS[card.name]):
         app.include_router(module.router)
 
     # The Problem schema is referenced by every error response in the OpenAPI document.

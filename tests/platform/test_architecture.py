@@ -130,8 +130,10 @@ def test_every_card_kind_has_a_job_a_dispatch_sensor_retention_partitions_and_a_
     assert card.route_prefix in docs, f"{card.route_prefix} is not documented"
 
 
-def test_removing_a_product_from_the_list_removes_it_everywhere(monkeypatch):
+def test_removing_a_product_from_the_list_removes_it_everywhere(monkeypatch, tmp_path):
     from api import job_kinds
+    from api.main import PRODUCT_ROUTERS, create_app
+    from resources.settings import Settings
     from pipelines.definitions import build_defs
 
     kept = tuple(card for card in products.PRODUCTS if card.name != "video_notes")
@@ -143,6 +145,10 @@ def test_removing_a_product_from_the_list_removes_it_everywhere(monkeypatch):
     assert not repo.has_job("video_notes_job")
     assert "video_notes_dispatch_sensor" not in {s.name for s in repo.sensor_defs}
     assert repo.has_job("selftest_job") and repo.has_job("bulk_pdf_job")
+    paths = create_app(Settings(home=tmp_path), configure_logs=False).openapi()["paths"]
+    assert not any(path.startswith("/v1/videos") for path in paths)
+    assert "/v1/templates" in paths and "/v1/jobs" in paths
+    assert set(PRODUCT_ROUTERS) == {card.name for card in products.PRODUCTS} | {"video_notes"}  # one entry a card
 
 
 def test_cards_are_plain_python():
