@@ -5,7 +5,7 @@ A link is an artifact read. Every ``*_url`` field of every response, and ``POST
 which knows the caller: a token without ``artifacts:read`` gets ``null`` in every ``*_url`` field
 and the response says why in the header ``Kiln-Links-Withheld: artifacts:read``. Nothing else in
 the API calls ``api.signing.sign_download``, so a new route cannot forget the check
-(``tests/test_api_link_scopes.py`` walks the OpenAPI schema to prove it for every ``*_url``).
+(``tests/platform/test_api_link_scopes.py`` walks the OpenAPI schema to prove it for every ``*_url``).
 
 Each link carries the id of the token that minted it (inside the HMAC), and never outlives that
 token's own expiry. ``check_issuer`` runs at download time: one lookup by primary key of the

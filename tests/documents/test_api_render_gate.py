@@ -3,7 +3,7 @@ bounded queue (security review #7: 45 concurrent PDF renders made 24 answers 500
 and unrelated requests wait ~30 s).
 
 A real server (uvicorn on loopback) with a two-connection pool and a stand-in converter that takes
-0.4 s a document, so the test is about the gate, not LibreOffice (tests/test_documents_product_api.py
+0.4 s a document, so the test is about the gate, not LibreOffice (tests/documents/test_documents_product_api.py
 converts for real).
 """
 
