@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 from jsonschema import ValidationError
 
 from pipelines.errors import InvalidInput, PayloadTooLarge, PermanentError
+from pipelines.schema_errors import describe
 
 
 class StoryEmpty(InvalidInput):
@@ -52,31 +51,6 @@ class PackageInvalid(PermanentError):
     http_status = 500
 
 
-def _child(path: str, key: str) -> str:
-    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
-
-
 def describe_schema_error(error: ValidationError) -> str:
-    """``$.scenes[0].lines[1].speaker: must be of type string`` — written here, never jsonschema's repr of values."""
-    path, kw, value, instance = error.json_path, str(error.validator), error.validator_value, error.instance
-    if kw == "required" and isinstance(instance, dict):
-        missing = [name for name in value if name not in instance]
-        return f"{_child(path, missing[0]) if missing else path}: is required"
-    if kw == "additionalProperties" and isinstance(instance, dict):
-        known = set(error.schema.get("properties", {}))
-        extras = sorted(str(name) for name in instance if name not in known)
-        return f"{_child(path, extras[0]) if extras else path}: is not a known property"
-    messages: dict[str, Any] = {
-        "type": lambda: f"must be of type {value if isinstance(value, str) else ' or '.join(value)}",
-        "const": lambda: f"must be {json.dumps(value)}",
-        "enum": lambda: "must be one of " + ", ".join(json.dumps(v) for v in value),
-        "minimum": lambda: f"must be at least {value}",
-        "maximum": lambda: f"must be at most {value}",
-        "minLength": lambda: f"must have at least {value} characters",
-        "maxLength": lambda: f"must have at most {value} characters",
-        "pattern": lambda: f"must match the pattern {value}",
-        "minItems": lambda: f"must have at least {value} items",
-        "maxItems": lambda: f"must have at most {value} items",
-        "anyOf": lambda: "does not match any allowed shape",
-    }
-    return f"{path}: {messages.get(kw, lambda: f'does not satisfy {kw}')()}"
+    """``$.scenes[0].lines[1].speaker: must be of type string``: the platform's wording, never a repr of values."""
+    return str(describe(error)[0])

@@ -17,6 +17,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from pipelines.linkedin.commentary import MAX_COMMENTARY_CHARS, canonical_json, utf16_length, validate_commentary
+from pipelines.schema_errors import describe
 
 PACK_SCHEMA_VERSION = 1
 MAX_PACK_BYTES = 256 * 1024
@@ -91,35 +92,9 @@ class PackInvalid(ValueError):
         self.error = error
 
 
-def _child(path: str, key: str) -> str:
-    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
-
-
 def _describe(error: ValidationError) -> list[PackError]:
-    """Messages written here (not jsonschema's, which show Python reprs of the values)."""
-    path, kw, value = error.json_path, str(error.validator), error.validator_value
-    instance = error.instance
-    if kw == "required" and isinstance(instance, dict):
-        return [PackError(_child(path, name), "is required", kw) for name in value if name not in instance]
-    if kw == "additionalProperties" and isinstance(instance, dict):
-        known = set(error.schema.get("properties", {}))
-        extras = sorted(name for name in instance if name not in known)
-        return [PackError(_child(path, name), "is not a known property", kw) for name in extras]
-    messages = {
-        "type": lambda: f"must be of type {value if isinstance(value, str) else ' or '.join(value)}",
-        "const": lambda: f"must be {json.dumps(value)}",
-        "enum": lambda: "must be one of " + ", ".join(json.dumps(v) for v in value),
-        "minimum": lambda: f"must be at least {value}",
-        "maximum": lambda: f"must be at most {value}",
-        "minLength": lambda: f"must have at least {value} characters",
-        "maxLength": lambda: f"must have at most {value} characters",
-        "pattern": lambda: f"must match the pattern {value}",
-        "minItems": lambda: f"must have at least {value} items",
-        "maxItems": lambda: f"must have at most {value} items",
-        "uniqueItems": lambda: "must not repeat items",
-    }
-    message = messages.get(kw, lambda: f"does not satisfy {kw}")()
-    return [PackError(path, message, kw)]
+    """The platform's wording (pipelines/schema_errors.py), never jsonschema's reprs of the values."""
+    return [PackError(p.json_path, p.message, p.keyword) for p in describe(error)]
 
 
 def pack_errors(pack: Any) -> list[PackError]:
