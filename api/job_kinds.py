@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pipelines import products
 from pipelines.card import JobKind
-from pipelines.selftest.product import SelftestPayload
 
-__all__ = ["JobKind", "SelftestPayload", "get_job_kind", "job_kinds"]
+__all__ = ["JobKind", "get_job_kind", "job_kinds"]
 
 
 def get_job_kind(name: str) -> JobKind | None:

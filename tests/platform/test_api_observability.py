@@ -5,7 +5,7 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from api.job_kinds import SelftestPayload
+from pipelines.selftest.product import SelftestPayload
 from api.observability import redact_secrets
 from pipelines import products
 from pipelines.card import JobKind, ProductCard
