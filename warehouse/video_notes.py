@@ -173,7 +173,38 @@ def link_highlight_clips(session: Session, workspace_id: uuid.UUID, links: list[
                         .where(Highlight.workspace_id == workspace_id, Highlight.id == row_id))
 
 
+# What the assets may record about a video; its current job (``latest_job_id``) has owners of its own below.
+MEDIA_FACTS = frozenset({"duration_ms", "media", "language"})
+
+
 def update_video(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID, **values: Any) -> None:
-    """What the assets learn about a video (duration, streams, language) or its current job (``latest_job_id``)."""
+    """What the assets learn about a video: duration, streams, language (``MEDIA_FACTS``), nothing else."""
+    unknown = set(values) - MEDIA_FACTS
+    if unknown:
+        raise ValueError(f"update_video records media facts only, not {sorted(unknown)}")
     session.execute(update(VideoAsset).where(VideoAsset.workspace_id == workspace_id, VideoAsset.id == video_id)
                     .values(**values))
+
+
+def set_current_job(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID, job_id: uuid.UUID, *,
+                    expected: uuid.UUID | None) -> bool:
+    """Make ``job_id`` the video's current job if the current one is still ``expected`` (compare-and-set).
+
+    The reprocess route's guard: of two concurrent reprocesses only one moves the pointer (on PostgreSQL the
+    second waits on the row lock, then matches nothing)."""
+    seen = VideoAsset.latest_job_id.is_(None) if expected is None else VideoAsset.latest_job_id == expected
+    return bool(session.execute(
+        update(VideoAsset).where(VideoAsset.workspace_id == workspace_id, VideoAsset.id == video_id, seen)
+        .values(latest_job_id=job_id).execution_options(synchronize_session=False)).rowcount)
+
+
+def adopt_job(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+    """A run of a job the API did not create (a backfill, the UI) becomes the video's current job, unless the
+    current one is newer: a reprocess submitted meanwhile keeps the pointer (status, progress and the reprocess
+    guard follow the newest job)."""
+    mine = select(Job.created_at).where(Job.workspace_id == workspace_id, Job.id == job_id).scalar_subquery()
+    older = select(Job.id).where(Job.workspace_id == workspace_id, Job.created_at < mine)
+    return bool(session.execute(
+        update(VideoAsset).where(VideoAsset.workspace_id == workspace_id, VideoAsset.id == video_id,
+                                 VideoAsset.latest_job_id.is_(None) | VideoAsset.latest_job_id.in_(older))
+        .values(latest_job_id=job_id).execution_options(synchronize_session=False)).rowcount)

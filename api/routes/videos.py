@@ -55,6 +55,7 @@ from pipelines.video_notes.product import CARD, VideoNotesPayload
 from resources.objectstore import ObjectStore, artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
+from warehouse import video_notes as video_rows
 from warehouse.artifacts import expiry, sanitize_filename
 from warehouse.models import Artifact, Job
 from warehouse.video_notes import (
@@ -336,12 +337,8 @@ def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, sess
             result = _submit(session, principal, settings, request, video.id, options, idempotency_key, fingerprint)
             # Check-and-submit as one step: the UPDATE succeeds for one of two concurrent reprocesses only (on
             # PostgreSQL the second waits on the row lock, then finds latest_job_id changed).
-            if result.created and not session.execute(
-                update(VideoAsset).where(
-                    VideoAsset.workspace_id == ws, VideoAsset.id == video.id,
-                    VideoAsset.latest_job_id.is_(None) if seen is None else VideoAsset.latest_job_id == seen)
-                .values(latest_job_id=result.job.id).execution_options(synchronize_session=False)
-            ).rowcount:
+            if result.created and not video_rows.set_current_job(session, ws, video.id, result.job.id,
+                                                                 expected=seen):
                 raise _LostRace
     except _LostRace:
         raise _busy(_newest_job(session, ws, video.id) or latest) from None

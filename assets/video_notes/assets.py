@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import dagster as dg
 from assets.video_notes.support import (
+    adopt_job,
     finish_if_done,
     highlights_of,
     json_of,
@@ -75,7 +76,7 @@ def video_probe(context: dg.AssetExecutionContext, database: DatabaseResource,
         if video.latest_job_id != job.job_id:
             # A job the API did not create (a backfill or a materialization from the UI): it becomes the
             # video's current job, so status, progress and the reprocess guard follow it.
-            update_video(job, video.id, latest_job_id=job.job_id)
+            adopt_job(job, video.id)
 
         def compute() -> dict:
             info = probe(source_file(job, video)).to_dict()

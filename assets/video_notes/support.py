@@ -184,6 +184,11 @@ def update_video(job: JobHandle, video_id: uuid.UUID, **values) -> None:
         video_rows.update_video(session, job.workspace_id, video_id, **values)
 
 
+def adopt_job(job: JobHandle, video_id: uuid.UUID) -> bool:
+    with job.database.tenant_session(job.workspace_id) as session:
+        return video_rows.adopt_job(session, job.workspace_id, video_id, job.job_id)
+
+
 def transcript_of(job: JobHandle) -> Transcript:
     return Transcript.from_dict(json_of(job, required(job, "transcript.json")))
 
