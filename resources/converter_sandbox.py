@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from pipelines.documents.errors import ConverterUnavailable
+
 log = logging.getLogger(__name__)
 
 # Values: https://help.libreoffice.org (Tools > Options > Security / Writer > General); sw/inc/linkenum.hxx.
@@ -44,6 +46,12 @@ PROFILE_SETTINGS = {
 _SECRET_VAR = re.compile(r"^(KILN_|AWS_|PG|DAGSTER_)|SECRET|TOKEN|PASSW|CREDENTIAL|_KEY$|DATABASE", re.IGNORECASE)
 _SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/var/cache/fontconfig", "/var/lib/dpkg/alternatives")
 _TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+def _production() -> bool:
+    from resources.settings import get_settings
+
+    return get_settings().env == "production"
 
 
 def write_profile_settings(profile: Path) -> Path:
@@ -85,7 +93,30 @@ def effective_mode(requested: str) -> str:
     return "off"
 
 
-def _bwrap_prefix(scratch: Path, profile: Path, readable: Iterable[Path]) -> list[str]:
+def kiln_state_dirs() -> list[Path]:
+    """Kiln's own state and code: never visible to soffice, even when they lie under a bound system folder
+    (Kiln installed under /opt, a site-packages install under /usr, KILN_HOME under /etc...)."""
+    from resources.settings import PROJECT_ROOT, get_settings
+
+    settings = get_settings()
+    paths = [PROJECT_ROOT, settings.home, settings.resolved_objects_dir, settings.resolved_warehouse_path.parent]
+    database = settings.resolved_database_url
+    if database.startswith("sqlite:///"):
+        paths.append(Path(database.removeprefix("sqlite:///")).parent)
+    return [Path(os.path.realpath(p)) for p in paths]
+
+
+def _masked(system_dirs: Iterable[str], hidden: Iterable[Path]) -> list[str]:
+    """The hidden paths that a bound system folder would otherwise expose (each becomes an empty tmpfs)."""
+    masked = []
+    for path in hidden:
+        text = str(path)
+        if path.is_dir() and any(text == d or text.startswith(d.rstrip("/") + "/") for d in system_dirs):
+            masked.append(text)
+    return sorted(dict.fromkeys(masked))
+
+
+def _bwrap_prefix(scratch: Path, profile: Path, readable: Iterable[Path], hidden: Iterable[Path] = ()) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc"]
     for top in _TOP_LINKS:
         if os.path.islink(top):
@@ -95,6 +126,8 @@ def _bwrap_prefix(scratch: Path, profile: Path, readable: Iterable[Path]) -> lis
     for folder in _SYSTEM_DIRS:
         argv += ["--ro-bind-try", folder, folder]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in _masked((*_SYSTEM_DIRS, *_TOP_LINKS), hidden):
+        argv += ["--tmpfs", path]  # before the scratch and profile binds, which may lie inside
     for path in readable:
         argv += ["--ro-bind", str(path), str(path)]
     for path in dict.fromkeys((str(scratch), str(profile))):
@@ -112,9 +145,15 @@ def confine(command: list[str], *, scratch: Path, profile: Path, mode: str,
     env = {k: v for k, v in os.environ.items() if not _SECRET_VAR.search(k)}
     env.update(HOME=str(profile), TMPDIR=str(scratch))
     effective = effective_mode(mode)
+    if effective == "off" and mode != "off" and _production():
+        # Production fails closed: an unconfined LibreOffice is a choice an operator makes explicitly.
+        raise ConverterUnavailable(
+            "LibreOffice cannot be confined on this worker (neither bubblewrap nor unshare works): install "
+            "bubblewrap or allow user namespaces, or set KILN_CONVERTER_SANDBOX=off to accept the risk.")
     if effective == "bwrap":
         extra = [p for p in readable if not any(str(p).startswith(d + "/") for d in _SYSTEM_DIRS)]
-        return [*_bwrap_prefix(scratch, profile, extra), "--chdir", str(scratch), "--", *command], env
+        return [*_bwrap_prefix(scratch, profile, extra, kiln_state_dirs()), "--chdir", str(scratch), "--",
+                *command], env
     if effective == "unshare":
         return ["unshare", "--net", "--", *command], env
     return list(command), env

@@ -125,7 +125,7 @@ outdir="$2"; shift 2
 for f in "$@"; do
   out="$outdir/$(basename "$f" .docx).pdf"
   { echo "cwd=$(pwd)"; echo "tmpdir=$TMPDIR"; echo "home=$HOME"; env | grep -c '^KILN_' | sed 's/^/kiln_vars=/';
-    if [ -e "$SECRET_PATH" ]; then echo secret=visible; else echo secret=hidden; fi;
+    if [ -e "$PROBE_FILE" ]; then echo secret=visible; else echo secret=hidden; fi;
     if [ -e "$SOURCE_PATH" ]; then echo source=visible; else echo source=hidden; fi; } > "$out"
 done
 """
@@ -140,7 +140,7 @@ def test_soffice_sees_only_its_scratch_folder_and_no_secrets(monkeypatch, tmp_pa
     source = tmp_path / "in" / "doc.docx"
     source.parent.mkdir()
     source.write_bytes(b"stand-in")
-    monkeypatch.setenv("SECRET_PATH", str(secret))
+    monkeypatch.setenv("PROBE_FILE", str(secret))
     monkeypatch.setenv("SOURCE_PATH", str(source))
     monkeypatch.setenv("KILN_DATABASE_URL", "postgresql://user:password@db/kiln")
     conv = DocumentConverter(soffice_path=str(script))
@@ -166,3 +166,49 @@ def test_every_fresh_profile_is_hardened(tmp_path):
            "<value>0</value>" in xcu
     for name in ("BlockUntrustedRefererLinks", "DisableMacrosExecution"):
         assert f'<prop oor:name="{name}" oor:op="fuse"><value>true</value>' in xcu
+
+
+def test_kiln_state_under_a_bound_system_folder_stays_hidden(monkeypatch, tmp_path):
+    """Kiln installed under /opt (bound read-only for soffice) must not expose its objects or database."""
+    import resources.converter_sandbox as sandbox
+
+    state = Path(f"/opt/kiln-isolation-test-{os.getpid()}")
+    (state / "objects").mkdir(parents=True, exist_ok=True)
+    secret = state / "objects" / "other-workspace.jpg"
+    secret.write_bytes(png(4, 4))
+    try:
+        monkeypatch.setattr(sandbox, "kiln_state_dirs", lambda: [state])
+        layers(monkeypatch, mode="bwrap", profile=True)
+        script = tmp_path / "bin" / "soffice"
+        script.parent.mkdir()
+        script.write_text(FAKE)
+        script.chmod(0o755)
+        source = tmp_path / "in" / "doc.docx"
+        source.parent.mkdir()
+        source.write_bytes(b"stand-in")
+        monkeypatch.setenv("PROBE_FILE", str(secret))
+        monkeypatch.setenv("SOURCE_PATH", str(source))
+        conv = DocumentConverter(soffice_path=str(script))
+        try:
+            pdf = conv.convert_one(source)
+        finally:
+            conv.close()
+        seen = dict(line.split("=", 1) for line in pdf.read_text().splitlines())
+        assert seen["secret"] == "hidden"
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_production_refuses_an_unconfined_libreoffice_unless_turned_off_explicitly(monkeypatch, tmp_path):
+    import resources.converter_sandbox as sandbox
+    from pipelines.documents.errors import ConverterUnavailable
+
+    monkeypatch.setattr(sandbox, "effective_mode", lambda requested: "off")
+    monkeypatch.setattr(sandbox, "_production", lambda: True)
+    with pytest.raises(ConverterUnavailable) as refused:
+        sandbox.confine(["soffice"], scratch=tmp_path, profile=tmp_path, mode="auto")
+    assert "KILN_CONVERTER_SANDBOX=off" in str(refused.value)
+    argv, _ = sandbox.confine(["soffice"], scratch=tmp_path, profile=tmp_path, mode="off")  # the operator's choice
+    assert argv == ["soffice"]
+    monkeypatch.setattr(sandbox, "_production", lambda: False)
+    assert sandbox.confine(["soffice"], scratch=tmp_path, profile=tmp_path, mode="auto")[0] == ["soffice"]
