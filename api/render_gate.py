@@ -15,13 +15,18 @@ runs in a worker thread, one at a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api.problems import ApiProblem
 from resources.settings import Settings
+
+T = TypeVar("T")
 
 
 class RenderGate:
@@ -79,3 +84,22 @@ def render_gate(app: FastAPI) -> RenderGate:
         gate = app.state.render_gate = RenderGate(
             settings.render_queue_max, settings.render_queue_wait_seconds, settings.render_retry_after_seconds)
     return gate
+
+
+async def run_fill(app: FastAPI, fill: Callable[[], T]) -> T:
+    """Run one single-fill (Jinja render of a template) in a worker thread, at most
+    ``KILN_RENDER_FILL_CONCURRENCY`` at once per process: a burst of long fills waits here on the event
+    loop instead of taking every thread of the pool the rest of the API needs. Beyond
+    ``KILN_RENDER_QUEUE_MAX`` waiting fills: 503 ``renderer_busy`` with ``Retry-After``."""
+    settings: Settings = app.state.settings
+    loop = asyncio.get_running_loop()
+    current = getattr(app.state, "fill_limiter", None)
+    if current is None or current[0] is not loop:  # a limiter belongs to one event loop (tests start several)
+        current = app.state.fill_limiter = (loop, anyio.CapacityLimiter(settings.render_fill_concurrency))
+    limiter: anyio.CapacityLimiter = current[1]
+    if limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= settings.render_queue_max:
+        retry = settings.render_retry_after_seconds
+        raise ApiProblem(503, "renderer_busy", f"Too many documents are being filled right now; retry in {retry} s, "
+                         "or use a bulk run for many documents.", headers={"Retry-After": str(retry)},
+                         retry_after_seconds=retry)
+    return await anyio.to_thread.run_sync(fill, limiter=limiter)

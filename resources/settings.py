@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # PDF renders (POST /v1/templates/{id}/render, format=pdf) waiting for the converter, per API process;
     # one more answers 503 converter_busy with Retry-After. 0: only the conversion in progress.
     render_queue_max: int = Field(default=8, ge=0)
+    # Single fills (Jinja renders) running at once per API process; the rest wait without a thread (api/render_gate.py).
+    render_fill_concurrency: int = Field(default=8, ge=1, le=32)
     # Longest a queued PDF render waits for the converter before it answers 503 converter_busy.
     render_queue_wait_seconds: float = Field(default=120.0, gt=0)
     render_retry_after_seconds: int = Field(default=10, ge=1)  # the Retry-After of a converter_busy answer

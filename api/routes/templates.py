@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
 from api.limits import UploadLimits
 from api.pagination import Cursor, Page, newest_first_page
-from api.render_gate import render_gate
+from api.render_gate import render_gate, run_fill
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime, has_control_chars
 from api.uploads import stream_upload_to_store
@@ -382,12 +382,12 @@ async def render(id: uuid.UUID, body: RenderRequest, request: Request, principal
 
     key, stem = await anyio.to_thread.run_sync(load)
     if body.format == "docx":
-        docx = await anyio.to_thread.run_sync(fill)
+        docx = await run_fill(request.app, fill)
         return Response(docx, media_type=DOCX_TYPE, headers={
             "Content-Disposition": content_disposition(f"{stem}.docx"), "X-Content-Type-Options": "nosniff"})
     gate = render_gate(request.app)
     async with gate.admit():  # 503 converter_busy at once when the queue is full
-        docx = await anyio.to_thread.run_sync(fill)
+        docx = await run_fill(request.app, fill)
         async with gate.turn():  # waits on the event loop: no thread, no connection
             pdf = await anyio.to_thread.run_sync(_convert_to_pdf, docx)
     return Response(pdf, media_type="application/pdf", headers={

@@ -151,3 +151,47 @@ def test_gate_refuses_beyond_the_queue_and_after_the_wait():
 
     asyncio.run(main())
     assert outcomes == ["busy", "busy", "ok", "ok"]
+
+
+def test_single_fills_share_a_bounded_number_of_threads_and_refuse_beyond_the_queue():
+    """A burst of long fills waits on the event loop (no thread each) and, past the queue, answers 503 at once."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import anyio
+
+    from api.problems import ApiProblem
+    from api.render_gate import run_fill
+    from resources.settings import Settings
+
+    app = SimpleNamespace(state=SimpleNamespace(settings=Settings(render_fill_concurrency=2, render_queue_max=3)))
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def fill() -> bytes:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return b"docx"
+
+    outcomes: list[object] = []
+
+    async def one() -> None:
+        try:
+            outcomes.append(await run_fill(app, fill))
+        except ApiProblem as exc:
+            outcomes.append((exc.status, exc.code, exc.headers.get("Retry-After")))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(one)
+                await anyio.sleep(0.01)
+
+    anyio.run(main)
+    assert peak[0] == 2  # never more fills at once than the setting
+    assert outcomes.count(b"docx") == 5  # two running + three waiting
+    assert outcomes.count((503, "renderer_busy", "10")) == 3
