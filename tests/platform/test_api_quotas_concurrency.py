@@ -87,3 +87,28 @@ def test_concurrent_uploads_are_capped_per_token_and_workspace_and_freed_on_disc
         kept = len(stored_objects(api, owner))
         assert upload(base, owner, multipart(TEMPLATE)).status_code == 201
         assert len(stored_objects(api, owner)) == kept + 1
+
+
+def test_an_upload_that_times_out_gives_its_slot_back_and_counts_what_arrived(api):
+    """The idle-body 408 (api/transport.py) and the upload caps (api/limits.py) together: with the caps on, a
+    stalled upload answers 408, frees its slot, counts the bytes it sent and keeps nothing."""
+    api.settings.max_concurrent_uploads_per_token = 1
+    api.settings.upload_idle_timeout_seconds = 1.0
+    owner = api.tenant()
+    slots = upload_slots(api.app)
+    token_slot = ("token", str(owner.token_id))
+    prefix = multipart(TEMPLATE)[:5000]
+    before, kept = used(api, owner), len(stored_objects(api, owner))
+    with serve(api.app) as base:
+        sock = stalled_upload(base, owner.token, prefix)
+        try:
+            wait_for(lambda: slots.in_flight(token_slot) == 1, "the upload to hold its slot")
+            sock.settimeout(20)
+            answer = sock.recv(65536).decode("latin-1")
+        finally:
+            sock.close()
+        assert answer.startswith("HTTP/1.1 408") and "upload_timeout" in answer, answer[:300]
+        wait_for(lambda: slots.in_flight(token_slot) == 0, "the timed-out upload's slot to be freed")
+        assert used(api, owner) == before + len(prefix)
+        assert len(stored_objects(api, owner)) == kept
+        assert upload(base, owner, multipart(TEMPLATE)).status_code == 201  # the token may upload again
