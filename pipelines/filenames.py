@@ -13,6 +13,7 @@ limit is wider), and is never empty. Sanitising a safe name returns it unchanged
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Dropped outright: invisible characters that only disguise a name. Cf holds the bidi controls
@@ -26,6 +27,7 @@ _RESERVED_WINDOWS = frozenset(
     ["con", "prn", "aux", "nul", "conin$", "conout$", "clock$"]
     + [f"{p}{n}" for p in ("com", "lpt") for n in "0123456789\u00b9\u00b2\u00b3"])
 DEFAULT_MAX_BYTES = 200
+_SPACES = re.compile(" {2,}")
 MAX_EXTENSION_CHARS = 16  # a suffix this short is kept when a long name is cut
 
 
@@ -47,7 +49,9 @@ def _clean_chars(text: str, replacement: str) -> str:
             ch = " "
         substituted = False
         out.append(ch)
-    return unicodedata.normalize("NFC", "".join(out))  # again: a dropped character may have split a pair
+    # A dropped run between two spaces ("0 \x00 0" with replacement "") leaves them side by side: one space, so
+    # that sanitising a sanitised name changes nothing. NFC again: a dropped character may have split a pair.
+    return unicodedata.normalize("NFC", _SPACES.sub(" ", "".join(out)))
 
 
 def _trim(name: str) -> str:

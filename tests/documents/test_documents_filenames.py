@@ -100,3 +100,11 @@ def test_zip_entries_are_sanitised_and_unique(tmp_path):
     with zipfile.ZipFile(tmp_path / "z.zip") as z:
         got = z.namelist()
     assert got == ["ok.docx", "evilexe.docx", "evilexe-2.docx", "rf.docx", "up.docx", "out/x.docx"]
+
+
+def test_a_dropped_run_between_spaces_leaves_one_space():
+    from pipelines.filenames import safe_name
+
+    for text in ("0 \x00 0", "a \u202e\u200b b", "x \n y"):
+        name = safe_name(text)
+        assert "  " not in name and safe_name(name) == name, (text, name)

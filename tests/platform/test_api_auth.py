@@ -177,7 +177,8 @@ def test_a_user_in_two_workspaces_joins_by_invitation_as_the_same_user(api):
         email = s.get(AppUser, b.user_id).email
     r = api.client.post("/v1/workspace/members", headers=a.headers, json={"email": email, "role": "viewer"})
     assert r.status_code == 201 and "user_id" not in r.json()  # nothing about the existing account
-    accepted = api.client.post("/v1/invitations/accept", json={"token": r.json()["token"]}).json()
+    # The existing account proves it is itself with one of its own tokens (from its other workspace).
+    accepted = api.client.post("/v1/invitations/accept", json={"token": r.json()["token"]}, headers=b.headers).json()
     assert accepted["user_id"] == str(b.user_id) and accepted["workspace_id"] == str(a.workspace_id)
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from fastapi import Request
+from fastapi import Depends, Request
 
+from api.transport import streams_own_body
 from api.uploads import sniff, stream_upload_to_store
 from tests.support.api import api  # noqa: F401 - fixture
 
@@ -19,7 +20,7 @@ LIMIT = 4 * 1024 * 1024
 
 
 def _add_upload_route(app, store, limit=LIMIT):
-    @app.post("/test-only/upload")
+    @app.post("/test-only/upload", dependencies=[Depends(streams_own_body)])  # streams its body, like uploads
     async def upload(request: Request):
         key = f"ws/{uuid.uuid4()}/input/{uuid.uuid4()}/{uuid.uuid4()}/original"
         result = await stream_upload_to_store(request, store, key, max_bytes=limit)
