@@ -26,7 +26,6 @@ from typing import Any
 
 import dagster as dg
 import structlog
-from sqlalchemy import select
 
 from resources.logs import configure_dagster_logging
 from pipelines.errors import KilnError, PermanentError
@@ -76,7 +75,7 @@ class JobHandle:
 
     def raise_if_canceled(self) -> None:
         with self.database.tenant_session(self.workspace_id) as session:
-            status = session.scalar(select(Job.status).where(Job.id == self.job_id, Job.workspace_id == self.workspace_id))
+            status = jobs.status_of(session, self.job_id, self.workspace_id)
         if status == "canceled":
             raise JobCanceled("The job was canceled while it ran.")
 
@@ -145,12 +144,7 @@ def _find_job(context: dg.AssetExecutionContext, database: DatabaseResource, kin
     if not context.has_partition_key:
         raise JobNotClaimable("This asset runs for a Kiln job: materialize one partition, or submit a job.")
     with database.system_session() as session:
-        job = session.scalar(
-            select(Job)
-            .where(Job.kind == kind, Job.partition_key == context.partition_key)
-            .order_by(Job.created_at.desc(), Job.id.desc())
-            .limit(1)
-        )
+        job = jobs.newest_for_partition(session, kind, context.partition_key)
         if job is None:
             raise JobNotClaimable(f"No {kind} job exists for partition {context.partition_key!r}.")
         if job.status in jobs.TERMINAL_STATUSES:

@@ -8,13 +8,12 @@ Two jobs select the same asset: DOCX-only runs go to ``bulk_docx_job``; runs tha
 import uuid
 
 import dagster as dg
-from sqlalchemy import select
 
 from assets.documents.assets import bulk_run_outputs, bulk_runs_partitions
 from pipelines.documents.product import CARD, KIND
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
-from warehouse.documents import BulkRun
+from warehouse import documents as bulk_store
 
 POOL_TAG = "kiln/pool"
 LIBREOFFICE_POOL = CARD.kind().pool  # "libreoffice"
@@ -40,8 +39,8 @@ def _needs_pdf(database: DatabaseResource, partition_keys: list[str]) -> set[str
     if not ids:
         return set()
     with database.system_session() as session:
-        rows = session.execute(select(BulkRun.id, BulkRun.output_format).where(BulkRun.id.in_(ids))).all()
-    return {str(run_id) for run_id, fmt in rows if fmt != "docx"}
+        formats = bulk_store.output_formats(session, ids)
+    return {str(run_id) for run_id, fmt in formats.items() if fmt != "docx"}
 
 
 @dg.sensor(jobs=[bulk_docx_job, bulk_pdf_job], minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)

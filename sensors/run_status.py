@@ -19,14 +19,12 @@ from typing import Literal
 
 import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipelines.run_tags import ERROR_CODE_KEY, JOB_ID_TAG, RETRYABLE_KEY, attempt_from_tags
 from resources.dagster_resources import DatabaseResource
 from resources.settings import get_settings
 from warehouse import jobs
-from warehouse.models import Job
 
 Outcome = Literal["started", "success", "failure", "canceled"]
 
@@ -87,7 +85,7 @@ def run_failure_error(instance: dg.DagsterInstance, run_id: str) -> RunError:
 
 def _current_for_run(session: Session, job_id: uuid.UUID, run_id: str, attempt: int | None) -> tuple[str, bool] | None:
     """(status, is this run the job's current run or its next dispatched attempt)."""
-    row = session.execute(select(Job.status, Job.attempt, Job.dagster_run_id).where(Job.id == job_id)).first()
+    row = jobs.run_state(session, job_id)
     if row is None:
         return None
     if row.status == "running":
@@ -140,7 +138,7 @@ def apply_run_outcome(
     elif outcome == "canceled" and is_current_run:
         # A run canceled in Dagster cancels its job; a stale run of an earlier attempt does not.
         jobs.cancel_job(session, job_id, reason="the Dagster run was canceled", actor=f"dagster-run:{run_id}")
-    return session.scalar(select(Job.status).where(Job.id == job_id))
+    return jobs.status_of(session, job_id)
 
 
 def _handle(context: dg.RunStatusSensorContext, database: DatabaseResource, outcome: Outcome) -> None:

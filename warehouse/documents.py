@@ -301,3 +301,8 @@ def rows_in_order(session: Session, bulk_run_id: uuid.UUID) -> Iterator[BulkRow]
     """Every recorded row of the run in row order, streamed (for the report)."""
     query = select(BulkRow).where(BulkRow.bulk_run_id == bulk_run_id).order_by(BulkRow.row_index)
     yield from session.scalars(query.execution_options(yield_per=500))
+
+
+def output_formats(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Bulk run id -> its output format (``docx``, ``pdf`` or ``both``), for the runs that exist."""
+    return dict(session.execute(select(BulkRun.id, BulkRun.output_format).where(BulkRun.id.in_(run_ids))).all())

@@ -375,3 +375,27 @@ def mark_dispatched(session: Session, job_ids: Sequence[uuid.UUID], *, now: date
 def run_key(job: Job) -> str:
     """Dagster never launches the same run key twice: one key per job attempt."""
     return f"{job.id}:{job.attempt + 1}"
+
+
+# -- reads the Dagster side makes (assets, sensors): named here so SQL stays in warehouse/ -------------------------
+def status_of(session: Session, job_id: uuid.UUID, workspace_id: uuid.UUID | None = None) -> str | None:
+    query = select(Job.status).where(Job.id == job_id)
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
+    return session.scalar(query)
+
+
+def attempts_state(session: Session, job_id: uuid.UUID, workspace_id: uuid.UUID):
+    """``(status, attempt, max_attempts)`` of a job, or None."""
+    return session.execute(select(Job.status, Job.attempt, Job.max_attempts)
+                           .where(Job.id == job_id, Job.workspace_id == workspace_id)).one_or_none()
+
+
+def run_state(session: Session, job_id: uuid.UUID):
+    """``(status, attempt, dagster_run_id)`` of a job, or None."""
+    return session.execute(select(Job.status, Job.attempt, Job.dagster_run_id).where(Job.id == job_id)).first()
+
+
+def newest_for_partition(session: Session, kind: str, partition_key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.kind == kind, Job.partition_key == partition_key)
+                          .order_by(Job.created_at.desc(), Job.id.desc()).limit(1))

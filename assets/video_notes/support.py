@@ -22,7 +22,6 @@ from typing import TypeVar
 
 import cv2
 import dagster as dg
-from sqlalchemy import select
 
 from assets._job_context import JobHandle, kiln_job
 from pipelines.run_tags import ERROR_CODE_KEY, JOB_ID_TAG, RETRYABLE_KEY
@@ -33,8 +32,9 @@ from pipelines.video_notes.scratch import remove_scratch, scratch_root
 from pipelines.video_notes.transcript import Transcript
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore, file_chunks
+from warehouse import jobs as job_rows
 from warehouse import video_notes as video_rows
-from warehouse.models import Artifact, Job
+from warehouse.models import Artifact
 from warehouse.video_notes import JOB_KIND, VideoAsset, job_outputs, load_video
 
 T = TypeVar("T")
@@ -81,8 +81,7 @@ def _ends_job(job: JobHandle, exc: BaseException) -> bool:
 def _no_attempt_left(job: JobHandle) -> bool:
     try:
         with job.database.tenant_session(job.workspace_id) as session:
-            row = session.execute(select(Job.status, Job.attempt, Job.max_attempts)
-                                  .where(Job.id == job.job_id, Job.workspace_id == job.workspace_id)).one_or_none()
+            row = job_rows.attempts_state(session, job.job_id, job.workspace_id)
     except Exception:  # the database is what failed: keep the files, the age sweep gets them
         return False
     return row is None or row.status == "canceled" or row.attempt >= row.max_attempts
