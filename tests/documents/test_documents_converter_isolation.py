@@ -131,7 +131,8 @@ done
 """
 
 
-def test_soffice_sees_only_its_scratch_folder_and_no_secrets(monkeypatch, tmp_path, secret):
+def what_fake_soffice_sees(monkeypatch, tmp_path, probe: Path) -> tuple[dict[str, str], Path]:
+    """Run FAKE as soffice under bubblewrap; answers what it reported and the converter's profile."""
     layers(monkeypatch, mode="bwrap", profile=True)
     script = tmp_path / "bin" / "soffice"
     script.parent.mkdir()
@@ -140,16 +141,20 @@ def test_soffice_sees_only_its_scratch_folder_and_no_secrets(monkeypatch, tmp_pa
     source = tmp_path / "in" / "doc.docx"
     source.parent.mkdir()
     source.write_bytes(b"stand-in")
-    monkeypatch.setenv("PROBE_FILE", str(secret))
+    monkeypatch.setenv("PROBE_FILE", str(probe))
     monkeypatch.setenv("SOURCE_PATH", str(source))
-    monkeypatch.setenv("KILN_DATABASE_URL", "postgresql://user:password@db/kiln")
     conv = DocumentConverter(soffice_path=str(script))
     try:
         pdf = conv.convert_one(source)
         profile = conv._profile
     finally:
         conv.close()
-    seen = dict(line.split("=", 1) for line in pdf.read_text().splitlines())
+    return dict(line.split("=", 1) for line in pdf.read_text().splitlines()), profile
+
+
+def test_soffice_sees_only_its_scratch_folder_and_no_secrets(monkeypatch, tmp_path, secret):
+    monkeypatch.setenv("KILN_DATABASE_URL", "postgresql://user:password@db/kiln")
+    seen, profile = what_fake_soffice_sees(monkeypatch, tmp_path, secret)
     assert seen["secret"] == "hidden" and seen["source"] == "hidden"
     assert seen["kiln_vars"] == "0"
     assert seen["cwd"] == seen["tmpdir"] and Path(seen["cwd"]).name.startswith("kiln-lo-batch-")
@@ -178,22 +183,7 @@ def test_kiln_state_under_a_bound_system_folder_stays_hidden(monkeypatch, tmp_pa
     secret.write_bytes(png(4, 4))
     try:
         monkeypatch.setattr(sandbox, "kiln_state_dirs", lambda: [state])
-        layers(monkeypatch, mode="bwrap", profile=True)
-        script = tmp_path / "bin" / "soffice"
-        script.parent.mkdir()
-        script.write_text(FAKE)
-        script.chmod(0o755)
-        source = tmp_path / "in" / "doc.docx"
-        source.parent.mkdir()
-        source.write_bytes(b"stand-in")
-        monkeypatch.setenv("PROBE_FILE", str(secret))
-        monkeypatch.setenv("SOURCE_PATH", str(source))
-        conv = DocumentConverter(soffice_path=str(script))
-        try:
-            pdf = conv.convert_one(source)
-        finally:
-            conv.close()
-        seen = dict(line.split("=", 1) for line in pdf.read_text().splitlines())
+        seen, _ = what_fake_soffice_sees(monkeypatch, tmp_path, secret)
         assert seen["secret"] == "hidden"
     finally:
         shutil.rmtree(state, ignore_errors=True)
