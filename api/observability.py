@@ -18,6 +18,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.problems import CLIENT_ABORTED_KEY
+
 # The logging half lives in resources.logs, so Dagster code configures the same JSON lines without
 # importing the API; re-exported here for the API's modules.
 from resources.logs import (  # noqa: F401
@@ -152,7 +154,7 @@ class RequestContextMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
             state = scope.get("state", {})
-            aborted = bool(state.get("client_aborted"))  # set by api.transport / the ClientDisconnect handler
+            aborted = bool(state.get(CLIENT_ABORTED_KEY))  # set by api.transport / the ClientDisconnect handler
             status = CLIENT_CLOSED_REQUEST if aborted else status_holder["status"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)

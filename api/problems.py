@@ -46,6 +46,10 @@ _STATUS_CODES = {
 }
 
 
+# Set on a request whose client hung up mid-body: the access log and metrics count it apart (status 499).
+CLIENT_ABORTED_KEY = "client_aborted"
+
+
 class Problem(BaseModel):
     """The problem document (documented in OpenAPI for every error response).
 
@@ -229,7 +233,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
         # Not a server fault: the access log records it as client_aborted (status 499), no traceback.
-        request.scope.setdefault("state", {})["client_aborted"] = True
+        request.scope.setdefault("state", {})[CLIENT_ABORTED_KEY] = True
         return problem_response(499, "client_aborted", "The client closed the connection before the request "
                                 "was complete.", title="Client closed request", request=request)
 

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import problem_response
+from api.problems import CLIENT_ABORTED_KEY, problem_response
 from api.security import (
     INVALID_TOKEN_DETAIL,
     MISSING_TOKEN_DETAIL,
@@ -58,7 +58,6 @@ from api.security import (
 )
 from warehouse.db import session_factory
 
-CLIENT_ABORTED_KEY = "client_aborted"
 _ROUTE_KEY = "kiln_body_guard_route"
 
 
