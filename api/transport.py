@@ -171,8 +171,25 @@ class RequestBodyGuard:
         if capped and length.isdigit() and int(length) > max_json_bytes:
             await self._reject(scope, receive, send, 413, "payload_too_large", BodyTooLarge(max_json_bytes).detail)
             return
-        limit = max_json_bytes if capped else None
-        await self.app(scope, _guarded_receive(scope, receive, limit, idle_timeout), send)
+        guarded = _guarded_receive(scope, receive, max_json_bytes if capped else None, idle_timeout)
+        if not capped:  # an upload: its route streams the body itself
+            await self.app(scope, guarded, send)
+            return
+        # A capped body is read whole here, before the app runs: FastAPI may resolve a route's dependencies (a
+        # database session among them) before it reads the body, and a client that stalls mid-body must not hold
+        # a pooled connection while it does (stalled JSON bodies emptied the pool and every thread waited on it).
+        try:
+            first = await _read_whole(guarded)
+        except (BodyTooLarge, BodyTimeout) as exc:
+            code = "payload_too_large" if isinstance(exc, BodyTooLarge) else "upload_timeout"
+            await self._reject(scope, receive, send, exc.status_code, code, exc.detail)
+            return
+        pending = [first]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
 
     @staticmethod
     async def _reject(scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str,
@@ -182,6 +199,18 @@ class RequestBodyGuard:
             scope["route"] = scope["state"][_ROUTE_KEY]  # the access log and metrics label by route template
         response = problem_response(status, code, detail, request=Request(scope), headers=headers)
         await response(scope, receive, send)
+
+
+async def _read_whole(receive: Receive) -> Message:
+    """The whole body as one ``http.request`` message, or the ``http.disconnect`` that cut it off."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return message
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
 
 def _guarded_receive(scope: Scope, receive: Receive, limit: int | None, idle_timeout: float) -> Receive:
