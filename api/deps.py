@@ -8,7 +8,7 @@ is sent, ``scope="function"``) and rolls back on any error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
 import structlog
@@ -16,6 +16,12 @@ from fastapi import BackgroundTasks, Depends, Header, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from api.connection_gate import (
+    ConnectionSlot,
+    bind_slot,
+    connection_slot,
+    run_short_transaction,
+)
 from api.observability import bind_context
 from api.problems import ApiProblem
 from api.ratelimit import enforce_rate_limit
@@ -35,15 +41,17 @@ from warehouse.db import session_factory
 from warehouse.models import AuditLog
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The small dependencies are async on purpose: they run on the event loop, so a request that holds a
+# pooled connection needs no worker thread to get from its token check to its route (api.connection_gate).
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
@@ -51,8 +59,18 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
-def _request_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+async def _slot(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -> AsyncIterator[ConnectionSlot]:
+    async for slot in connection_slot(request.app, engine):
+        yield slot
+
+
+# Entered before the session and left after it closes: the session never waits on the pool in a thread.
+ConnectionSlotDep = Annotated[ConnectionSlot, Depends(_slot, scope="function")]
+
+
+def _request_session(engine: Annotated[Engine, Depends(get_engine)], slot: ConnectionSlotDep) -> Iterator[Session]:
     session = session_factory(engine)()
+    bind_slot(session, slot)
     try:
         session.begin()
         yield session
@@ -68,9 +86,9 @@ RawSession = Annotated[Session, Depends(_request_session, scope="function")]
 
 
 
-def _stamp_token_use(engine: Engine, principal: Principal) -> None:
+async def _stamp_token_use(app: Any, engine: Engine, principal: Principal) -> None:
     try:
-        record_token_use(engine, principal)
+        await run_short_transaction(app, record_token_use, engine, principal)
     except Exception as exc:  # noqa: BLE001 - bookkeeping: never fail or retry a request over it
         structlog.get_logger("kiln.auth").warning("token_use_not_recorded", error=type(exc).__name__)
 
@@ -90,7 +108,7 @@ def _principal(request: Request, session: RawSession, settings: SettingsDep,
     request.state.user_id = str(principal.user_id)
     enforce_rate_limit(request, settings, principal)  # per token, once it is known (api/ratelimit.py)
     # After the response, when this request's connection is back in the pool (see record_token_use).
-    background.add_task(_stamp_token_use, engine, principal)
+    background.add_task(_stamp_token_use, request.app, engine, principal)
     return principal
 
 
@@ -104,21 +122,11 @@ async def _bound_principal(principal: Annotated[Principal, Depends(_principal)])
 CurrentPrincipal = Annotated[Principal, Depends(_bound_principal)]
 
 
-def _tenant_session(session: RawSession, _principal: CurrentPrincipal) -> Session:
+async def _tenant_session(session: RawSession, _principal: CurrentPrincipal) -> Session:
     return session  # already scoped to the principal's workspace by authenticate()
 
 
 DbSession = Annotated[Session, Depends(_tenant_session)]
-
-
-def release_connection(session: Session) -> None:
-    """End the request's transaction early and give its connection back to the pool.
-
-    Upload routes call this before streaming the body: a multi-gigabyte upload must not hold a
-    database connection (and, on PostgreSQL, an open transaction) for minutes. The next statement
-    begins a new transaction, still scoped to the caller's workspace (``warehouse.db.set_tenant``).
-    """
-    session.commit()
 
 
 def authorize(principal: Principal, role: str = "viewer", scope: str | None = None) -> Principal:
@@ -137,7 +145,7 @@ def authorize(principal: Principal, role: str = "viewer", scope: str | None = No
 def require(role: str = "viewer", scope: str | None = None) -> Callable[..., Principal]:
     """The same check as a dependency, for routes without ids."""
 
-    def _check(principal: CurrentPrincipal) -> Principal:
+    async def _check(principal: CurrentPrincipal) -> Principal:
         return authorize(principal, role, scope)
 
     return _check

@@ -9,8 +9,8 @@
    memory. The guard finds the route the request will reach and, when that route depends on the
    bearer principal (``api.deps._principal``, found by walking its dependency tree, so a new route
    is covered without a list to maintain), checks the ``Authorization`` header: a missing or
-   malformed header answers 401 with no database access; a well-formed token is looked up in a
-   worker thread (one short transaction). Only then is the application called. Public routes
+   malformed header answers 401 with no database access; a well-formed token is looked up in one
+   short transaction on the short-transaction threads (``api.connection_gate``). Only then is the application called. Public routes
    (health, the signed download link) carry no body and are left alone. The dependency checks the
    token again in the request's own session (which it scopes to the workspace): a second indexed
    lookup, only for requests with a body.
@@ -38,7 +38,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from fastapi.dependencies.models import Dependant
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -47,6 +46,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.connection_gate import run_short_transaction
 from api.problems import CLIENT_ABORTED_KEY, problem_response
 from api.security import (
     INVALID_TOKEN_DETAIL,
@@ -154,8 +154,8 @@ class RequestBodyGuard:
                 return
             state = scope["app"].state
             try:
-                ok = await anyio.to_thread.run_sync(_check_token, state.engine, token,
-                                                    state.settings.secret_key.get_secret_value())
+                ok = await run_short_transaction(scope["app"], _check_token, state.engine, token,
+                                                 state.settings.secret_key.get_secret_value())
             except (OperationalError, SATimeoutError):
                 # Outside the app's exception handlers: a locked SQLite file, a PostgreSQL restart or an
                 # exhausted pool answers like the routes do (503, retry), never a 500.

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import ArtifactsReader, DbSession, SettingsDep, StoreDep, get_engine
+from api.deps import ArtifactsReader, ConnectionSlotDep, DbSession, SettingsDep, StoreDep
 from api.links import LinkMinter, LinkRevoked, Links, check_issuer
 from api.pagination import newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
@@ -123,7 +123,7 @@ def _granted_artifact(request: Request, settings: Settings, token: str) -> tuple
         raise ApiProblem(403, "link_expired", "This download link has expired; ask for a new one.") from None
     except LinkInvalid:
         raise ApiProblem(403, "link_invalid", "This download link is not valid.") from None
-    with tenant_session(get_engine(request), grant.workspace_id) as session:
+    with tenant_session(request.app.state.engine, grant.workspace_id) as session:
         try:
             check_issuer(session, grant)  # before the artifact: a revoked link tells nothing about it
         except LinkRevoked:
@@ -163,7 +163,7 @@ def _file_headers(request: Request, artifact: Artifact) -> tuple[int, dict[str, 
 
 
 @router.get("/downloads/{token}", response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
-def download(token: str, request: Request, settings: SettingsDep, store: StoreDep) -> Response:
+def download(token: str, request: Request, settings: SettingsDep, store: StoreDep, _slot: ConnectionSlotDep) -> Response:
     grant, artifact = _granted_artifact(request, settings, token)
     # S3 mode: the presigned URL is a second credential the link's checks no longer govern (a revoked token does
     # not end it), so it lives only long enough for the client to follow the redirect; a later read re-enters here.
@@ -184,7 +184,7 @@ def download(token: str, request: Request, settings: SettingsDep, store: StoreDe
 @router.head("/downloads/{token}", responses={
     200: {"description": "The file's headers, no body"}, 206: {"description": "The range's headers, no body"},
     **problem_responses(403, 404, 416)})
-def download_head(token: str, request: Request, settings: SettingsDep) -> Response:
+def download_head(token: str, request: Request, settings: SettingsDep, _slot: ConnectionSlotDep) -> Response:
     """GET's headers without the body, answered here even in S3 mode: a presigned URL is signed for GET only,
     and the metadata the headers need is in the database."""
     _grant, artifact = _granted_artifact(request, settings, token)

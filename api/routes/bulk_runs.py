@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.bulk_input import check_spreadsheet, form_options, required_fields
+from api.connection_gate import reclaim_connection, release_connection
 from api.deps import (
     DbSession,
     JobsReader,
@@ -31,7 +32,6 @@ from api.deps import (
     StoreDep,
     authorize,
     idempotency_key_header,
-    release_connection,
     request_id,
 )
 from api.links import LinkMinter, Links
@@ -219,6 +219,7 @@ async def create_bulk_run(id: uuid.UUID, request: Request, principal: JobsReader
                 check_spreadsheet, store, settings, upload, required, pattern)
         else:
             check_fetch_allowed(source_url, settings)
+        await reclaim_connection(session)
         return await anyio.to_thread.run_sync(
             _create, session, principal, settings, store, request, version, run_id, artifact_id, upload,
             (fmt, pattern, source_url, content_type), idempotency_key)

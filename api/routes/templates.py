@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize, release_connection
+from api.connection_gate import reclaim_connection, release_connection
+from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, authorize
 from api.limits import UploadLimits
 from api.pagination import Cursor, Page, newest_first_page
 from api.render_gate import render_gate, run_fill
@@ -239,9 +240,11 @@ def _insert_version(session: Session, template: Template, artifact_id, upload, a
     return version
 
 
-async def _dropping_upload_on_error(store: ObjectStore, key: str, work):
-    """Run ``work`` in a thread; if it fails, its transaction rolls back, so no row names the upload."""
+async def _dropping_upload_on_error(session: Session, store: ObjectStore, key: str, work):
+    """Take the connection back, then run ``work`` in a thread; if either fails, the transaction rolls back, so
+    no row names the upload, and the bytes go."""
     try:
+        await reclaim_connection(session)
         return await anyio.to_thread.run_sync(work)
     except BaseException:
         store.delete(key)
@@ -270,7 +273,7 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
         _add_version(session, store, settings, template, artifact_id, upload, data, principal.user_id)
         return template_out(session, template)
 
-    out = await _dropping_upload_on_error(store, upload.key, _create)
+    out = await _dropping_upload_on_error(session, store, upload.key, _create)
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
 
@@ -290,7 +293,7 @@ async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, se
                                         principal.user_id)
         return version_out(session, version), created
 
-    out, created = await _dropping_upload_on_error(store, upload.key, _add)
+    out, created = await _dropping_upload_on_error(session, store, upload.key, _add)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api.connection_gate import reclaim_connection, release_connection
 from api.deps import (
     DbSession,
     JobsReader,
@@ -31,7 +32,6 @@ from api.deps import (
     audit,
     authorize,
     idempotency_key_header,
-    release_connection,
     request_id,
 )
 from api.limits import ensure_job_capacity, upload_limits
@@ -266,6 +266,12 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
         committed = True
         return result
 
+    try:
+        await reclaim_connection(session)
+    except BaseException:  # the database stayed busy (503): nothing was recorded, so the bytes go
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(store.delete, upload.key)
+        raise
     try:
         out, created = await anyio.to_thread.run_sync(check_and_record)
     except BaseException:
