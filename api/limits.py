@@ -33,6 +33,7 @@ from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session
 from starlette.types import Message, Receive
 
+from api.connection_gate import reclaim_connection
 from api.deps import CurrentPrincipal, DbSession, SettingsDep
 from api.problems import ApiProblem
 from api.security import Principal
@@ -212,6 +213,7 @@ def upload_limits(job_kind: str | None = None) -> Any:
             finally:
                 if meter.received:
                     with anyio.CancelScope(shield=True):  # a client that went away still used the bytes
+                        await reclaim_connection(session)  # the route gave it back while the body streamed
                         await anyio.to_thread.run_sync(_account, session, principal.workspace_id,
                                                        meter.received, failed)
         finally:
