@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from warehouse.db import is_postgres, set_tenant, tenant_session, utcnow
+from warehouse.db import as_aware, is_postgres, set_tenant, tenant_session, utcnow
 from warehouse.models import ApiToken, Membership
 
 TOKEN_PATTERN = re.compile(r"^kiln_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
@@ -84,14 +84,6 @@ def _key(secret_key: str | None) -> str:
     from resources.settings import get_settings
 
     return get_settings().secret_key.get_secret_value()
-
-
-def as_aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def normalize_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:

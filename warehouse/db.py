@@ -21,6 +21,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_aware(value: datetime | str | None) -> datetime | None:
+    """A stored timestamp as an aware UTC datetime (SQLite hands them back naive, or as ISO text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def normalize_url(url: str) -> str:
     # SQLAlchemy's bare postgresql:// picks psycopg2; the application uses psycopg 3.
     if url.startswith("postgresql://"):

@@ -22,72 +22,38 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, RawSession, SettingsDep, WorkspaceReader, audit, authorize, request_id
 from api.observability import bind_context
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import InvitationAccept, InvitationAccepted, InvitationCreated, InvitationOut, MemberCreate
-from api.security import AuthenticationFailed, Principal, as_aware, authenticate, bearer_credentials, create_api_token
+from api.security import AuthenticationFailed, Principal, authenticate, bearer_credentials, create_api_token
 from resources.settings import Settings
-from warehouse.db import is_postgres, set_tenant, utcnow
-from warehouse.models import AppUser, AuditLog, Invitation, Membership, Workspace
+from warehouse import invitations
+from warehouse.db import set_tenant, utcnow
+from warehouse.models import AuditLog, Invitation, Workspace
 
 router = APIRouter(tags=["workspace"], responses=problem_responses(422))
-
-_PENDING = (Invitation.accepted_at.is_(None)) & (Invitation.revoked_at.is_(None))
-
 
 def hash_invitation_token(token: str, secret_key: str) -> str:
     key = hmac.new(secret_key.encode(), b"kiln/invitation/v1", hashlib.sha256).digest()
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
-def invitation_status(invitation: Invitation, now: datetime | None = None) -> str:
-    if invitation.accepted_at is not None:
-        return "accepted"
-    if invitation.revoked_at is not None:
-        return "revoked"
-    return "expired" if as_aware(invitation.expires_at) <= (now or utcnow()) else "pending"
-
-
 def invitation_out(invitation: Invitation) -> InvitationOut:
     return InvitationOut(
         id=invitation.id, email=invitation.email, display_name=invitation.display_name, role=invitation.role,
-        status=invitation_status(invitation), expires_at=invitation.expires_at, accepted_at=invitation.accepted_at,
-        revoked_at=invitation.revoked_at, created_at=invitation.created_at, updated_at=invitation.updated_at)
-
-
-def pending_query(workspace_id: uuid.UUID, now: datetime):
-    """Live invitations (not accepted, revoked or expired) of a workspace: the members listing shows them."""
-    return select(Invitation).where(Invitation.workspace_id == workspace_id, _PENDING, Invitation.expires_at > now)
+        status=invitations.invitation_status(invitation), expires_at=invitation.expires_at,
+        accepted_at=invitation.accepted_at, revoked_at=invitation.revoked_at, created_at=invitation.created_at,
+        updated_at=invitation.updated_at)
 
 
 def _already_member() -> ApiProblem:
     return ApiProblem(409, "already_member", "This user is already a member; change the role with PATCH.")
-
-
-def _is_member_email(session: Session, workspace_id: uuid.UUID, email: str) -> bool:
-    """Whether a member of this workspace has ``email``: the members listing shows that already, so it leaks nothing
-    (app_user rows of non-members stay invisible to the API role on PostgreSQL)."""
-    return session.scalar(select(Membership.id).join(AppUser, AppUser.id == Membership.user_id).where(
-        Membership.workspace_id == workspace_id, AppUser.email == email)) is not None
-
-
-def _live_pending(session: Session, workspace_id: uuid.UUID, email: str) -> Invitation | None:
-    """The pending invitation of ``email``; one that lapsed is revoked here so the address can be invited again."""
-    found = session.scalar(select(Invitation).where(Invitation.workspace_id == workspace_id,
-                                                    Invitation.email == email, _PENDING))
-    if found is not None and invitation_status(found) == "expired":
-        found.revoked_at = utcnow()
-        session.flush()
-        return None
-    return found
 
 
 def invite(session: Session, request: Request, principal: Principal, settings: Settings,
@@ -96,14 +62,14 @@ def invite(session: Session, request: Request, principal: Principal, settings: S
     if body.role == "owner":
         authorize(principal, "owner")
     ws = principal.workspace_id
-    if _is_member_email(session, ws, body.email):
+    if invitations.is_member_email(session, ws, body.email):
         raise _already_member()
-    pending = _live_pending(session, ws, body.email)
+    pending = invitations.live_pending(session, ws, body.email)
     if pending is not None:
         raise ApiProblem(409, "invitation_pending", "This address already has a pending invitation; revoke it "
                          f"(DELETE /v1/workspace/invitations/{pending.id}) to send a new one.",
                          invitation_id=str(pending.id))
-    count = session.scalar(select(func.count()).select_from(pending_query(ws, utcnow()).subquery())) or 0
+    count = invitations.count_pending(session, ws)
     if count >= settings.max_pending_invitations:
         raise ApiProblem(409, "too_many_invitations", f"This workspace has {count} pending invitations, the most "
                          "allowed (KILN_MAX_PENDING_INVITATIONS); revoke some first.")
@@ -112,19 +78,14 @@ def invite(session: Session, request: Request, principal: Principal, settings: S
         workspace_id=ws, email=body.email, display_name=body.display_name, role=body.role,
         token_hash=hash_invitation_token(token, settings.secret_key.get_secret_value()),
         expires_at=utcnow() + timedelta(seconds=settings.invitation_ttl_seconds), invited_by=principal.user_id)
-    try:
-        with session.begin_nested():  # the same address invited twice at once: the partial unique index decides
-            session.add(invitation)
-            session.flush()
-    except IntegrityError:
-        raise ApiProblem(409, "invitation_pending", "This address already has a pending invitation.") from None
+    if not invitations.add_invitation(session, invitation):  # the same address invited twice at once
+        raise ApiProblem(409, "invitation_pending", "This address already has a pending invitation.")
     audit(session, request, principal, "member.invite", "invitation", str(invitation.id), role=body.role)
     return InvitationCreated(**invitation_out(invitation).model_dump(), token=token)
 
 
 def _load(session: Session, workspace_id: uuid.UUID, invitation_id: uuid.UUID) -> Invitation:
-    found = session.scalar(select(Invitation).where(Invitation.workspace_id == workspace_id,
-                                                    Invitation.id == invitation_id))
+    found = invitations.invitation_by_id(session, workspace_id, invitation_id)
     if found is None:
         raise not_found("invitation")
     return found
@@ -144,9 +105,7 @@ def revoke_invitation(id: uuid.UUID, request: Request, principal: WorkspaceReade
         authorize(principal, "owner")
     if invitation.accepted_at is not None:
         raise ApiProblem(409, "invitation_accepted", "This invitation was accepted; remove the member instead.")
-    if invitation.revoked_at is None:
-        invitation.revoked_at = utcnow()
-        session.flush()
+    if invitations.revoke(session, invitation):
         audit(session, request, principal, "invitation.revoke", "invitation", str(invitation.id))
     return Response(status_code=204)
 
@@ -155,40 +114,6 @@ def revoke_invitation(id: uuid.UUID, request: Request, principal: WorkspaceReade
 def _invalid() -> ApiProblem:
     return ApiProblem(403, "invitation_invalid", "This invitation token is unknown, already used, revoked or "
                       "expired; ask the workspace's admin for a new invitation.")
-
-
-def _find_invitation(session: Session, token_hash: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    if is_postgres(session):  # invisible to the API role until the workspace is set (RLS)
-        row = session.execute(text("SELECT id, workspace_id FROM kiln_lookup_invitation(:h)"), {"h": token_hash}).first()
-    else:
-        row = session.execute(select(Invitation.id, Invitation.workspace_id)
-                              .where(Invitation.token_hash == token_hash)).first()
-    return (uuid.UUID(str(row.id)), uuid.UUID(str(row.workspace_id))) if row else None
-
-
-def find_user_id(session: Session, email: str) -> uuid.UUID | None:
-    if is_postgres(session):  # app_user rows of non-members are invisible to the API role (RLS)
-        found = session.execute(text("SELECT kiln_lookup_user_id(:email)"), {"email": email}).scalar()
-        return uuid.UUID(str(found)) if found else None
-    return session.scalar(select(AppUser.id).where(AppUser.email == email))
-
-
-def user_for(session: Session, email: str, display_name: str | None) -> uuid.UUID:
-    """The user with ``email``: the existing one, a new one, or the one a concurrent request created a moment ago."""
-    user_id = find_user_id(session, email)
-    if user_id is not None:
-        return user_id
-    user = AppUser(email=email, display_name=display_name)
-    try:
-        with session.begin_nested():
-            session.add(user)
-            session.flush()
-        return user.id
-    except IntegrityError:  # the email was taken between the lookup and the INSERT
-        user_id = find_user_id(session, email)
-        if user_id is None:
-            raise
-        return user_id
 
 
 def _prove_existing_account(session: Session, request: Request, ws: uuid.UUID, email: str, secret_key: str) -> None:
@@ -200,7 +125,7 @@ def _prove_existing_account(session: Session, request: Request, ws: uuid.UUID, e
     same answer as an unknown invitation, so the endpoint says nothing about which addresses have accounts.
     For an address with no account, the token alone creates the user: nobody else is impersonated.
     """
-    existing = find_user_id(session, email)
+    existing = invitations.find_user_id(session, email)
     if existing is None:
         return
     credentials = bearer_credentials({k.lower(): v for k, v in request.headers.items()})
@@ -218,31 +143,20 @@ def _prove_existing_account(session: Session, request: Request, ws: uuid.UUID, e
 def accept_invitation(body: InvitationAccept, request: Request, session: RawSession,
                       settings: SettingsDep) -> InvitationAccepted:
     secret_key = settings.secret_key.get_secret_value()
-    found = _find_invitation(session, hash_invitation_token(body.token, secret_key))
+    found = invitations.find_by_token_hash(session, hash_invitation_token(body.token, secret_key))
     if found is None:
         raise _invalid()
     invitation_id, ws = found
     set_tenant(session, ws)
     _prove_existing_account(session, request, ws, _load(session, ws, invitation_id).email, secret_key)
     now = utcnow()
-    # Single use: of two concurrent acceptances, one claims the row (PostgreSQL: the other waits on the row
-    # lock, then matches nothing; SQLite: the write lock serializes them).
-    claimed = session.execute(
-        update(Invitation).where(Invitation.workspace_id == ws, Invitation.id == invitation_id, _PENDING,
-                                 Invitation.expires_at > now)
-        .values(accepted_at=now, updated_at=now).execution_options(synchronize_session=False)).rowcount
-    if claimed != 1:
+    if not invitations.claim(session, ws, invitation_id, now):  # single use, also under concurrent acceptances
         raise _invalid()
     invitation = _load(session, ws, invitation_id)
-    user_id = user_for(session, invitation.email, invitation.display_name)
+    user_id = invitations.user_for(session, invitation.email, invitation.display_name)
     bind_context(workspace_id=ws, user_id=user_id)
-    membership = Membership(workspace_id=ws, user_id=user_id, role=invitation.role)
-    try:
-        with session.begin_nested():  # added meanwhile by another path (kiln admin create-token)
-            session.add(membership)
-            session.flush()
-    except IntegrityError:
-        raise _already_member() from None
+    if not invitations.add_membership(session, ws, user_id, invitation.role):  # added meanwhile (kiln admin)
+        raise _already_member()
     invitation.accepted_by = user_id
     row, plaintext = create_api_token(session, ws, user_id, "invitation", None, None, secret_key=secret_key)
     session.add(AuditLog(workspace_id=ws, actor_user_id=user_id, action="member.add", target_type="user",

@@ -20,6 +20,7 @@ from api.problems import ApiProblem, not_found, problem_responses
 from api.routes import invitations
 from api.schemas import InvitationCreated, MemberCreate, MemberOut, MemberPage, MemberUpdate, WorkspaceOut
 from api.security import as_aware
+from warehouse import invitations as invitation_store
 from warehouse.db import is_postgres, utcnow
 from warehouse.models import AppUser, Invitation, Membership, Workspace
 
@@ -90,7 +91,7 @@ def list_members(
     ws = principal.workspace_id
     members = (select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
                .where(Membership.workspace_id == ws))
-    pending = invitations.pending_query(ws, utcnow())
+    pending = invitation_store.pending_query(ws, utcnow())
     if cursor:
         at, last_id = decode_time_id_cursor(cursor)
         members = members.where((Membership.created_at > at) | ((Membership.created_at == at) & (Membership.id > last_id)))

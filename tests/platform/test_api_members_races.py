@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import Connection, event, func, select, text, update
 
-from api.routes import invitations
+from warehouse import invitations as invitation_store
 from tests.support.api import api  # noqa: F401 - fixture
 from warehouse.db import is_postgres, system_session
 from warehouse.models import AppUser, Invitation, Membership
@@ -135,13 +135,13 @@ def test_a_new_email_created_by_a_concurrent_request_is_reused(api, monkeypatch)
         s.add(winner)
         s.flush()
         winner_id = winner.id
-    real_find, calls = invitations.find_user_id, []
+    real_find, calls = invitation_store.find_user_id, []
 
     def find_after_the_race(session, address):
         calls.append(address)
         return None if len(calls) == 1 else real_find(session, address)  # looked before the winner committed
 
-    monkeypatch.setattr(invitations, "find_user_id", find_after_the_race)
+    monkeypatch.setattr(invitation_store, "find_user_id", find_after_the_race)
     r = api.client.post("/v1/invitations/accept", json={"token": invitation["token"]})
     assert r.status_code == 201, r.text
     assert r.json()["user_id"] == str(winner_id) and len(calls) == 2
@@ -154,7 +154,7 @@ def test_one_address_invited_twice_at_once_is_one_invitation_and_a_409(api, monk
     owner = api.tenant()
     email = f"{uuid.uuid4().hex[:10]}@example.test"
     _invite(api, owner, email)
-    monkeypatch.setattr(invitations, "_live_pending", lambda *args: None)  # checked before the other committed
+    monkeypatch.setattr(invitation_store, "live_pending", lambda *args: None)  # checked before the other committed
     r = api.client.post("/v1/workspace/members", headers=owner.headers, json={"email": email})
     assert r.status_code == 409 and r.json()["code"] == "invitation_pending", r.text
     members = api.client.get("/v1/workspace/members", headers=owner.headers).json()["items"]
