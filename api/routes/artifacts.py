@@ -15,7 +15,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import ArtifactsReader, ConnectionSlotDep, DbSession, SettingsDep, StoreDep
@@ -26,6 +25,7 @@ from api.schemas import ArtifactOut, DownloadLink, DownloadLinkCreate
 from api.signing import DownloadGrant, LinkExpired, LinkInvalid, verify_download
 from resources.objectstore import content_disposition
 from resources.settings import Settings
+from warehouse import api_reads
 from warehouse.artifacts import sanitize_filename
 from warehouse.db import tenant_session, utcnow
 from warehouse.models import Artifact
@@ -46,14 +46,12 @@ def artifact_out(artifact: Artifact, links: LinkMinter) -> ArtifactOut:
 def list_artifacts_query(
     session: Session, workspace_id: uuid.UUID, *, job_id: uuid.UUID | None, limit: int, cursor: str | None
 ) -> tuple[list[Artifact], str | None]:
-    query = select(Artifact).where(Artifact.workspace_id == workspace_id)
-    if job_id is not None:
-        query = query.where(Artifact.job_id == job_id)
-    return newest_first_page(session, query, Artifact, limit=limit, cursor=cursor)
+    return newest_first_page(session, api_reads.artifacts_query(workspace_id, job_id=job_id), Artifact, limit=limit,
+                             cursor=cursor)
 
 
 def load_artifact(session: Session, workspace_id: uuid.UUID, artifact_id: uuid.UUID) -> Artifact:
-    artifact = session.scalar(select(Artifact).where(Artifact.workspace_id == workspace_id, Artifact.id == artifact_id))
+    artifact = api_reads.artifact_by_id(session, workspace_id, artifact_id)
     if artifact is None:
         raise not_found("artifact")
     return artifact
@@ -129,9 +127,7 @@ def _granted_artifact(request: Request, settings: Settings, token: str) -> tuple
         except LinkRevoked:
             raise ApiProblem(403, "link_revoked", "This download link was revoked: the API token that made it was "
                              "revoked or expired, or its member left the workspace or lost access to files.") from None
-        artifact = session.scalar(
-            select(Artifact).where(Artifact.workspace_id == grant.workspace_id, Artifact.id == grant.artifact_id)
-        )
+        artifact = api_reads.artifact_by_id(session, grant.workspace_id, grant.artifact_id)
         if artifact is None or artifact.status != "available":
             raise not_found("artifact")
         session.expunge(artifact)

@@ -7,7 +7,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+
+from warehouse.api_reads import database_answers
 
 router = APIRouter(tags=["health"])
 
@@ -26,8 +27,7 @@ def readyz(request: Request) -> JSONResponse:
     """The database answers and the object store is reachable (and accepted a write recently)."""
     checks: dict[str, str] = {}
     try:
-        with request.app.state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        database_answers(request.app.state.engine)
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
         checks["database"] = f"error: {type(exc).__name__}"

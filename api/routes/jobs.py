@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import (
@@ -24,6 +23,7 @@ from api.routes.artifacts import artifact_out, list_artifacts_query
 from api.schemas import (
     ArtifactPage, JobCreate, JobEventOut, JobEventPage, JobOut, JobPage, JobStatus, UtcTimeIn,
 )
+from warehouse import api_reads
 from warehouse import jobs as job_machine
 from warehouse.models import Job, JobEvent
 
@@ -48,7 +48,7 @@ def note_job(request: Request, job_id: uuid.UUID) -> None:
 
 
 def load_job(request: Request, session: Session, principal_ws: uuid.UUID, job_id: uuid.UUID) -> Job:
-    job = session.scalar(select(Job).where(Job.workspace_id == principal_ws, Job.id == job_id))
+    job = api_reads.job_by_id(session, principal_ws, job_id)
     if job is None:
         raise not_found("job")
     note_job(request, job.id)
@@ -108,15 +108,8 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor = None,
 ) -> JobPage:
-    query = select(Job).where(Job.workspace_id == principal.workspace_id)
-    if status:
-        query = query.where(Job.status == status)
-    if kind:
-        query = query.where(Job.kind == kind)
-    if created_after:
-        query = query.where(Job.created_at > created_after)
-    if created_before:
-        query = query.where(Job.created_at < created_before)
+    query = api_reads.jobs_query(principal.workspace_id, status=status, kind=kind, created_after=created_after,
+                                 created_before=created_before)
     page, next_cursor = newest_first_page(session, query, Job, limit=limit, cursor=cursor)
     return JobPage(items=[job_out(j) for j in page], next_cursor=next_cursor)
 
@@ -149,7 +142,7 @@ def job_events(
     cursor: Cursor = None,
 ) -> JobEventPage:
     job = load_job(request, session, principal.workspace_id, id)
-    query = select(JobEvent).where(JobEvent.workspace_id == principal.workspace_id, JobEvent.job_id == job.id)
+    query = api_reads.job_events_query(principal.workspace_id, job.id)
     page, next_cursor = ascending_int_page(session, query, JobEvent.seq, cursor_field="seq", limit=limit,
                                            cursor=cursor)
     return JobEventPage(items=[JobEventOut.model_validate(e) for e in page], next_cursor=next_cursor)

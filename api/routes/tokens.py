@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import select
 
 from api.deps import (
     CurrentPrincipal,
@@ -27,8 +26,9 @@ from api.pagination import Cursor, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import TokenCreate, TokenCreated, TokenOut, TokenPage
 from api.security import create_api_token, normalize_scopes
+from warehouse import api_reads
 from warehouse.db import utcnow
-from warehouse.models import ApiToken, Membership
+from warehouse.models import ApiToken
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(401, 403, 422))
 
@@ -60,23 +60,21 @@ def list_tokens(
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
     cursor: Cursor = None,
 ) -> TokenPage:
-    query = select(ApiToken).where(ApiToken.workspace_id == principal.workspace_id)
-    if not principal.has_role("admin"):
-        query = query.where(ApiToken.user_id == principal.user_id)
+    query = api_reads.tokens_query(principal.workspace_id,
+                                   user_id=None if principal.has_role("admin") else principal.user_id)
     page, next_cursor = newest_first_page(session, query, ApiToken, limit=limit, cursor=cursor)
     return TokenPage(items=[TokenOut.model_validate(t) for t in page], next_cursor=next_cursor)
 
 
 @router.delete("/{id}", status_code=204, responses=problem_responses(404))
 def revoke_token(id: uuid.UUID, request: Request, principal: CurrentPrincipal, session: DbSession) -> Response:
-    token = session.scalar(select(ApiToken).where(ApiToken.workspace_id == principal.workspace_id, ApiToken.id == id))
+    token = api_reads.token_by_id(session, principal.workspace_id, id)
     if token is None or (token.user_id != principal.user_id and not principal.has_role("admin")):
         raise not_found("token")  # someone else's token is invisible to non-admins
     authorize(principal, "viewer", "workspace:admin")
     if token.user_id != principal.user_id:
         authorize(principal, "admin")
-        holder_role = session.scalar(select(Membership.role).where(
-            Membership.workspace_id == principal.workspace_id, Membership.user_id == token.user_id))
+        holder_role = api_reads.member_role(session, principal.workspace_id, token.user_id)
         if holder_role == "owner":
             authorize(principal, "owner")  # an admin cannot cut an owner off
     if token.revoked_at is None:

@@ -11,7 +11,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, SettingsDep, WorkspaceReader, audit, authorize
@@ -19,9 +18,9 @@ from api.pagination import Cursor, decode_time_id_cursor, time_id_cursor
 from api.problems import ApiProblem, not_found, problem_responses
 from api.routes import invitations
 from api.schemas import InvitationCreated, MemberCreate, MemberOut, MemberPage, MemberUpdate, WorkspaceOut
-from api.security import as_aware
 from warehouse import invitations as invitation_store
-from warehouse.db import is_postgres, utcnow
+from warehouse import memberships
+from warehouse.db import as_aware, utcnow
 from warehouse.models import AppUser, Invitation, Membership, Workspace
 
 router = APIRouter(prefix="/v1/workspace", tags=["workspace"], responses=problem_responses(401, 403, 422))
@@ -40,35 +39,10 @@ def _invited_out(invitation: Invitation) -> MemberOut:
 
 
 def _load_member(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> tuple[Membership, AppUser]:
-    row = session.execute(
-        select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
-        .where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
-    ).first()
-    if row is None:
+    found = memberships.member_with_user(session, workspace_id, user_id)
+    if found is None:
         raise not_found("member")
-    return row[0], row[1]
-
-
-def _other_owners_locked(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> int:
-    """How many owners besides ``user_id`` the workspace has, counted under a lock until commit.
-
-    Count-then-act is only safe when no other request can demote or remove an owner in between:
-    two owners demoting each other at once would both see "one other owner" and leave none. On
-    PostgreSQL the owner rows are locked (FOR UPDATE), so a concurrent change waits for this
-    transaction and then re-checks its rows. SQLite has no row locks and runs these reads outside a
-    write transaction, so a no-op UPDATE takes the database write lock first; the count then sees
-    every committed change and no other writer can interleave.
-    """
-    is_owner = (Membership.workspace_id == workspace_id) & (Membership.role == "owner")
-    if is_postgres(session):
-        owners = session.scalars(select(Membership.user_id).where(is_owner).with_for_update()).all()
-        return sum(owner != user_id for owner in owners)
-    session.execute(
-        update(Membership).where(is_owner).values(role=Membership.role, updated_at=Membership.updated_at)
-        .execution_options(synchronize_session=False)
-    )
-    return session.scalar(select(func.count()).select_from(Membership)
-                          .where(is_owner, Membership.user_id != user_id)) or 0
+    return found
 
 
 @router.get("", response_model=WorkspaceOut)
@@ -89,8 +63,7 @@ def list_members(
 ) -> MemberPage:
     """Members and pending invitations, oldest first in one keyset over (created_at, id)."""
     ws = principal.workspace_id
-    members = (select(Membership, AppUser).join(AppUser, AppUser.id == Membership.user_id)
-               .where(Membership.workspace_id == ws))
+    members = memberships.members_query(ws)
     pending = invitation_store.pending_query(ws, utcnow())
     if cursor:
         at, last_id = decode_time_id_cursor(cursor)
@@ -122,7 +95,7 @@ def update_member(user_id: uuid.UUID, body: MemberUpdate, request: Request, prin
     if "owner" in (membership.role, body.role):
         authorize(principal, "owner")
     if (membership.role == "owner" and body.role != "owner"
-            and _other_owners_locked(session, principal.workspace_id, user_id) == 0):
+            and memberships.other_owners_locked(session, principal.workspace_id, user_id) == 0):
         raise ApiProblem(409, "last_owner", "A workspace keeps at least one owner; promote another member first.")
     previous = membership.role
     membership.role = body.role
@@ -137,7 +110,7 @@ def remove_member(user_id: uuid.UUID, request: Request, principal: WorkspaceRead
     authorize(principal, "admin", "workspace:admin")
     if membership.role == "owner":
         authorize(principal, "owner")
-        if _other_owners_locked(session, principal.workspace_id, user_id) == 0:
+        if memberships.other_owners_locked(session, principal.workspace_id, user_id) == 0:
             raise ApiProblem(409, "last_owner", "The last owner cannot be removed.")
     # The member's API tokens go with the membership (ON DELETE CASCADE).
     session.delete(membership)
