@@ -148,3 +148,9 @@ def storage_key_of(session: Session, workspace_id: uuid.UUID, artifact_id: uuid.
     if available_only:
         query = query.where(Artifact.status == "available")
     return session.scalar(query)
+
+
+def artifact_id_by_storage_key(session: Session, workspace_id: uuid.UUID, key: str) -> uuid.UUID | None:
+    """The artifact row that points at ``key``, if one was committed (an upload's clean-up asks before deleting)."""
+    return session.scalar(select(Artifact.id).where(Artifact.workspace_id == workspace_id,
+                                                    Artifact.storage_key == key))

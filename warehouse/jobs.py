@@ -98,7 +98,7 @@ def submit_job(
     payload = payload or {}
     fingerprint = request_fingerprint(kind, fingerprint_payload if fingerprint_payload is not None else payload)
     if idempotency_key is not None:
-        existing = _find_by_key(session, workspace_id, kind, idempotency_key)
+        existing = find_by_idempotency_key(session, workspace_id, kind, idempotency_key)
         if existing is not None:
             return _same_request_or_conflict(existing, fingerprint)
     job = Job(
@@ -124,7 +124,7 @@ def submit_job(
     except IntegrityError:
         if idempotency_key is None:
             raise
-        existing = _find_by_key(session, workspace_id, kind, idempotency_key)
+        existing = find_by_idempotency_key(session, workspace_id, kind, idempotency_key)
         if existing is None:  # the row that beat us was rolled back; let the caller retry
             raise
         return _same_request_or_conflict(existing, fingerprint)
@@ -135,7 +135,8 @@ def submit_job(
     return SubmitResult(job=job, created=True)
 
 
-def _find_by_key(session: Session, workspace_id: uuid.UUID, kind: str, key: str) -> Job | None:
+def find_by_idempotency_key(session: Session, workspace_id: uuid.UUID, kind: str, key: str) -> Job | None:
+    """The job an earlier request with this ``Idempotency-Key`` created for ``kind``, if any."""
     return session.scalar(
         select(Job).where(Job.workspace_id == workspace_id, Job.kind == kind, Job.idempotency_key == key)
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    Select,
     SmallInteger,
     String,
     Text,
@@ -128,6 +129,44 @@ def video_jobs(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID) -
             .order_by(Job.created_at.desc(), Job.id.desc())
         )
     )
+
+
+def newest_job(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID) -> Job | None:
+    return session.scalar(select(Job).where(Job.workspace_id == workspace_id, Job.kind == JOB_KIND,
+                                            Job.subject_id == video_id)
+                          .order_by(Job.created_at.desc(), Job.id.desc()).limit(1))
+
+
+def videos_query(workspace_id: uuid.UUID) -> Select:
+    return select(VideoAsset).where(VideoAsset.workspace_id == workspace_id)
+
+
+def source_artifact(session: Session, video: VideoAsset) -> Artifact | None:
+    return session.scalar(select(Artifact).where(Artifact.workspace_id == video.workspace_id,
+                                                 Artifact.id == video.input_artifact_id))
+
+
+def add_video(session: Session, video: VideoAsset, source: Artifact) -> None:
+    """Insert an uploaded video and its source artifact (the artifact first: the video points at it)."""
+    session.add(source)
+    session.flush()
+    session.add(video)
+    session.flush()
+
+
+def restore_source(session: Session, video: VideoAsset, source: Artifact) -> bool:
+    """Make a re-upload ``video``'s source again, if its source is still the one that went missing.
+
+    Conditional: of two re-uploads racing here, one becomes the source (True); the other finds the row changed.
+    """
+    gone = video.input_artifact_id
+    session.add(source)
+    session.flush()
+    return bool(session.execute(
+        update(VideoAsset).where(VideoAsset.workspace_id == video.workspace_id, VideoAsset.id == video.id,
+                                 VideoAsset.input_artifact_id == gone)
+        .values(input_artifact_id=source.id).execution_options(synchronize_session=False)
+    ).rowcount)
 
 
 def notes_job(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID) -> Job | None:

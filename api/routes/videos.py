@@ -18,7 +18,6 @@ import anyio.to_thread
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,7 +55,7 @@ from resources.objectstore import ObjectStore, artifact_key
 from resources.settings import Settings
 from warehouse import jobs as job_machine
 from warehouse import video_notes as video_rows
-from warehouse.artifacts import expiry, sanitize_filename
+from warehouse.artifacts import artifact_id_by_storage_key, expiry, sanitize_filename
 from warehouse.models import Artifact, Job
 from warehouse.video_notes import (
     JOB_KIND,
@@ -92,15 +91,8 @@ def _is_media(store: ObjectStore, upload: StreamedUpload) -> bool:
 
 def _source_gone(session: Session, store: ObjectStore, video: VideoAsset) -> bool:
     """Whether the video's uploaded file is gone (retention removed it, or the store lost it)."""
-    source = session.scalar(select(Artifact).where(Artifact.workspace_id == video.workspace_id,
-                                                   Artifact.id == video.input_artifact_id))
+    source = video_rows.source_artifact(session, video)
     return source is None or source.status != "available" or not store.exists(source.storage_key)
-
-
-def _newest_job(session: Session, workspace_id: uuid.UUID, video_id: uuid.UUID) -> Job | None:
-    return session.scalar(select(Job).where(Job.workspace_id == workspace_id, Job.kind == JOB_KIND,
-                                            Job.subject_id == video_id)
-                          .order_by(Job.created_at.desc(), Job.id.desc()).limit(1))
 
 
 def _load(session: Session, principal: Principal, video_id: uuid.UUID) -> VideoAsset:
@@ -134,21 +126,14 @@ def _existing_video(session: Session, store: ObjectStore, settings: Settings, li
     if not _source_gone(session, store, video):
         store.delete(upload.key)
         return video_out(session, links, video)
-    gone = video.input_artifact_id
+    source = Artifact(
+        id=artifact_id, workspace_id=video.workspace_id, kind="input", storage_key=upload.key,
+        sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=upload.content_type,
+        filename=video.filename, asset_key="upload", expires_at=expiry(settings.retention_ttl("input")),
+    )
     try:
         with session.begin_nested():
-            session.add(Artifact(
-                id=artifact_id, workspace_id=video.workspace_id, kind="input", storage_key=upload.key,
-                sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=upload.content_type,
-                filename=video.filename, asset_key="upload", expires_at=expiry(settings.retention_ttl("input")),
-            ))
-            session.flush()
-            # Conditional: of two re-uploads racing here, one becomes the source; the other is a plain duplicate.
-            if not session.execute(
-                update(VideoAsset).where(VideoAsset.workspace_id == video.workspace_id, VideoAsset.id == video.id,
-                                         VideoAsset.input_artifact_id == gone)
-                .values(input_artifact_id=artifact_id).execution_options(synchronize_session=False)
-            ).rowcount:
+            if not video_rows.restore_source(session, video, source):  # the other racer is a plain duplicate
                 raise _LostRace
     except _LostRace:
         store.delete(upload.key)
@@ -172,8 +157,7 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, lin
     fingerprint = {"sha256": upload.sha256, **options}
     ws = principal.workspace_id
     if idempotency_key is not None:
-        earlier = session.scalar(select(Job).where(Job.workspace_id == ws, Job.kind == JOB_KIND,
-                                                   Job.idempotency_key == idempotency_key))
+        earlier = job_machine.find_by_idempotency_key(session, ws, JOB_KIND, idempotency_key)
         if earlier is not None:
             if earlier.request_fingerprint != job_machine.request_fingerprint(JOB_KIND, fingerprint):
                 raise IdempotencyConflict("This Idempotency-Key was already used with a different upload; "
@@ -186,20 +170,17 @@ def _record_upload(session: Session, store: ObjectStore, settings: Settings, lin
         try:
             with session.begin_nested():
                 job = _submit(session, principal, settings, request, video_id, options, idempotency_key, fingerprint).job
-                session.add(Artifact(
-                    id=artifact_id, workspace_id=ws, kind="input", storage_key=upload.key, sha256=upload.sha256,
-                    size_bytes=upload.size_bytes, content_type=upload.content_type,
-                    filename=filename, job_id=job.id, asset_key="upload",
-                    expires_at=expiry(settings.retention_ttl("input")),
-                ))
-                session.flush()
                 video = VideoAsset(
                     id=video_id, workspace_id=ws, input_artifact_id=artifact_id, latest_job_id=job.id,
                     sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=upload.content_type,
                     filename=filename, created_by=principal.user_id,
                 )
-                session.add(video)
-                session.flush()
+                video_rows.add_video(session, video, Artifact(
+                    id=artifact_id, workspace_id=ws, kind="input", storage_key=upload.key, sha256=upload.sha256,
+                    size_bytes=upload.size_bytes, content_type=upload.content_type,
+                    filename=filename, job_id=job.id, asset_key="upload",
+                    expires_at=expiry(settings.retention_ttl("input")),
+                ))
         except IntegrityError:  # the same bytes won a concurrent race
             duplicate = video_by_sha256(session, ws, upload.sha256)
             if duplicate is None:
@@ -219,8 +200,7 @@ def _discard_upload(session: Session, store: ObjectStore, workspace_id: uuid.UUI
     it cannot tell (a commit whose answer was lost). Best effort: the request's own error is the one to report."""
     try:
         session.rollback()
-        referenced = session.scalar(select(Artifact.id).where(Artifact.workspace_id == workspace_id,
-                                                              Artifact.storage_key == key)) is not None
+        referenced = artifact_id_by_storage_key(session, workspace_id, key) is not None
     except Exception:  # noqa: BLE001 - best effort: never hide the request's own error
         _log.warning("upload_cleanup_failed", key=key, exc_info=True)
         return
@@ -286,7 +266,7 @@ async def upload_video(request: Request, principal: JobsWriter, session: DbSessi
 def list_videos(principal: JobsReader, session: DbSession, links: Links,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50,
                 cursor: Cursor = None) -> VideoPage:
-    query = select(VideoAsset).where(VideoAsset.workspace_id == principal.workspace_id)
+    query = video_rows.videos_query(principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, VideoAsset, limit=limit, cursor=cursor)
     return VideoPage(items=videos_out(session, links, page), next_cursor=next_cursor)
 
@@ -302,7 +282,7 @@ def get_notes(id: uuid.UUID, principal: JobsReader, session: DbSession, links: L
     video = _load(session, principal, id)
     job = notes_job(session, principal.workspace_id, video.id)
     if job is None:
-        latest = _newest_job(session, principal.workspace_id, video.id)
+        latest = video_rows.newest_job(session, principal.workspace_id, video.id)
         status = latest.status if latest else "unknown"
         raise ApiProblem(409, "notes_not_ready", f"The notes are not ready: the video's job is {status}.",
                          status_detail=status, job_id=str(latest.id) if latest else None)
@@ -321,11 +301,11 @@ def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, sess
     video = _load(session, principal, id)
     authorize(principal, "editor", "jobs:write")  # after the lookup: foreign ids stay 404 for everyone
     ws = principal.workspace_id
-    latest = _newest_job(session, ws, video.id)
+    latest = video_rows.newest_job(session, ws, video.id)
     options = {k: v for k, v in (latest.payload if latest else {}).items() if k in ("exact_clips", "language")}
     fingerprint = {"reprocess": str(video.id), **options}
-    if idempotency_key is not None and session.scalar(select(Job.id).where(
-            Job.workspace_id == ws, Job.kind == JOB_KIND, Job.idempotency_key == idempotency_key)) is not None:
+    if idempotency_key is not None and job_machine.find_by_idempotency_key(session, ws, JOB_KIND,
+                                                                         idempotency_key) is not None:
         # A retry of a request that went through: its job (or 409 idempotency_conflict), whatever runs now.
         result = _submit(session, principal, settings, request, video.id, options, idempotency_key, fingerprint)
         return JSONResponse(video_out(session, links, video, result.job).model_dump(mode="json"), status_code=200,
@@ -347,7 +327,7 @@ def reprocess_video(id: uuid.UUID, request: Request, principal: JobsReader, sess
                                                                  expected=seen):
                 raise _LostRace
     except _LostRace:
-        raise _busy(_newest_job(session, ws, video.id) or latest) from None
+        raise _busy(video_rows.newest_job(session, ws, video.id) or latest) from None
     if result.created:
         session.refresh(video)
         audit(session, request, principal, "video.reprocess", "video", str(video.id))

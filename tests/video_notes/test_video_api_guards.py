@@ -18,6 +18,7 @@ from resources.objectstore_local import LocalObjectStore
 from tests.support.corpus import PUBLIC
 from tests.support.api import api, path_of  # noqa: F401 - fixture
 from warehouse import jobs as job_machine
+from warehouse import video_notes as video_rows
 from warehouse.artifacts import store_artifact
 from warehouse.db import system_session
 from warehouse.models import Artifact, Job
@@ -83,7 +84,7 @@ def test_a_reprocess_that_loses_a_race_to_another_answers_video_busy(api, monkey
     owner = api.tenant()
     video = _upload(api, owner, NO_AUDIO.read_bytes()).json()
     _finish(api, video["job_id"], "failed")
-    newest_job, competitor = videos_route._newest_job, []
+    newest_job, competitor = video_rows.newest_job, []
 
     def stale_read_then_competitor(session, workspace_id, video_id):
         seen = newest_job(session, workspace_id, video_id)
@@ -96,7 +97,7 @@ def test_a_reprocess_that_loses_a_race_to_another_answers_video_busy(api, monkey
                 competitor.append(str(job.id))
         return seen
 
-    monkeypatch.setattr(videos_route, "_newest_job", stale_read_then_competitor)
+    monkeypatch.setattr(video_rows, "newest_job", stale_read_then_competitor)
     r = api.client.post(f"/v1/videos/{video['id']}/reprocess", headers=owner.headers)
     assert r.status_code == 409 and r.json()["code"] == "video_busy" and r.json()["job_id"] == competitor[0]
     assert [j.status for j in _jobs_of(api, video["id"])] == ["failed", "queued"], "only the competitor's job"
