@@ -20,7 +20,6 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.bulk_input import check_spreadsheet, form_options, required_fields
@@ -45,6 +44,8 @@ from pipelines.documents.product import CARD, KIND
 from resources.objectstore import artifact_key
 from resources.settings import Settings
 from resources.source_fetch import check_fetch_allowed
+from warehouse import api_reads
+from warehouse import bulk_run_reads as bulk_reads
 from warehouse import documents as bulk_store
 from warehouse import jobs as job_machine
 from warehouse.artifacts import expiry, sanitize_filename
@@ -110,19 +111,10 @@ class BulkRowPage(Page[BulkRowOut]):
 # --------------------------------------------------------------------------- helpers
 
 def load_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> BulkRun:
-    run = session.scalar(select(BulkRun).where(BulkRun.workspace_id == workspace_id, BulkRun.id == run_id))
+    run = bulk_reads.bulk_run_by_id(session, workspace_id, run_id)
     if run is None:
         raise not_found("bulk run")
     return run
-
-
-def _available_artifacts(session: Session, workspace_id: uuid.UUID, ids) -> dict[uuid.UUID, Artifact]:
-    """The available artifacts among ``ids``, by id: one query however many ids."""
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {a.id: a for a in session.scalars(select(Artifact).where(
-        Artifact.workspace_id == workspace_id, Artifact.id.in_(wanted), Artifact.status == "available"))}
 
 
 def runs_out(session: Session, links: LinkMinter, runs: list[BulkRun]) -> list[BulkRunOut]:
@@ -131,12 +123,9 @@ def runs_out(session: Session, links: LinkMinter, runs: list[BulkRun]) -> list[B
     if not runs:
         return []
     workspace_id = runs[0].workspace_id
-    jobs = {j.id: j for j in session.scalars(select(Job).where(
-        Job.workspace_id == workspace_id, Job.id.in_({r.job_id for r in runs})))}
-    versions = {v.id: v for v in session.scalars(select(TemplateVersion).where(
-        TemplateVersion.workspace_id == workspace_id,
-        TemplateVersion.id.in_({r.template_version_id for r in runs})))}
-    artifacts = _available_artifacts(session, workspace_id,
+    jobs = bulk_reads.jobs_by_id(session, workspace_id, {r.job_id for r in runs})
+    versions = bulk_reads.versions_by_id(session, workspace_id, {r.template_version_id for r in runs})
+    artifacts = bulk_reads.available_artifacts(session, workspace_id,
                                      [a for r in runs for a in (r.zip_artifact_id, r.report_artifact_id)])
     return [_run_out(links, run, jobs[run.job_id], versions[run.template_version_id], artifacts) for run in runs]
 
@@ -244,19 +233,16 @@ def _create(session, principal, settings, store, request, version, run_id, artif
         existing = load_run(session, principal.workspace_id, result.job.subject_id)
         return JSONResponse(run_out(session, links, existing).model_dump(mode="json"), status_code=200,
                             headers=links.headers)
-    if upload is not None:
-        session.add(Artifact(
-            id=artifact_id, workspace_id=principal.workspace_id, kind="input", storage_key=upload.key,
-            sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=content_type,
-            filename=sanitize_filename(upload.filename or "rows"), job_id=result.job.id,
-            expires_at=expiry(settings.retention_ttl("input"))))
-        session.flush()
+    source = None if upload is None else Artifact(
+        id=artifact_id, workspace_id=principal.workspace_id, kind="input", storage_key=upload.key,
+        sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=content_type,
+        filename=sanitize_filename(upload.filename or "rows"), job_id=result.job.id,
+        expires_at=expiry(settings.retention_ttl("input")))
     run = bulk_store.new_bulk_run(
         id=run_id, workspace_id=principal.workspace_id, template_version_id=version.id,
         job_id=result.job.id, input_artifact_id=artifact_id if upload else None, source_url=source_url,
         output_format=fmt, filename_pattern=pattern, created_by=principal.user_id)
-    session.add(run)
-    session.flush()
+    bulk_reads.add_bulk_run(session, run, source)
     return JSONResponse(run_out(session, links, run).model_dump(mode="json"), status_code=202, headers=links.headers)
 
 
@@ -264,7 +250,7 @@ def _create(session, principal, settings, store, request, version, run_id, artif
 def list_bulk_runs(principal: JobsReader, session: DbSession, links: Links,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
                    cursor: Cursor = None) -> BulkRunPage:
-    query = select(BulkRun).where(BulkRun.workspace_id == principal.workspace_id)
+    query = bulk_reads.bulk_runs_query(principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, BulkRun, limit=limit, cursor=cursor)
     return BulkRunPage(items=runs_out(session, links, page), next_cursor=next_cursor)
 
@@ -280,12 +266,10 @@ def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, links: L
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
               cursor: Cursor = None) -> BulkRowPage:
     run = load_run(session, principal.workspace_id, id)
-    query = select(BulkRow).where(BulkRow.workspace_id == principal.workspace_id, BulkRow.bulk_run_id == run.id)
-    if status:
-        query = query.where(BulkRow.status == status)
+    query = bulk_reads.bulk_rows_query(principal.workspace_id, run.id, status)
     page, next_cursor = ascending_int_page(session, query, BulkRow.row_index, cursor_field="row", limit=limit,
                                            cursor=cursor)
-    artifacts = _available_artifacts(session, principal.workspace_id,
+    artifacts = bulk_reads.available_artifacts(session, principal.workspace_id,
                                      [a for r in page for a in (r.docx_artifact_id, r.pdf_artifact_id)])
 
     def url(artifact_id):
@@ -298,28 +282,18 @@ def list_rows(id: uuid.UUID, principal: JobsReader, session: DbSession, links: L
     return BulkRowPage(items=items, next_cursor=next_cursor)
 
 
-def _gone(now):
-    """Artifacts a restart can no longer use: deleted by retention, or past their expiry (about to be)."""
-    return or_(Artifact.status != "available", Artifact.expires_at <= now)
-
-
 def _check_still_stored(session: Session, run: BulkRun) -> None:
     """409 when a restart would fail in the worker: its input, or a succeeded row's file (the ZIP is
     rebuilt from every succeeded row), is no longer stored."""
     now = utcnow()
-    if run.input_artifact_id is not None and session.scalar(select(Artifact.id).where(
-            Artifact.workspace_id == run.workspace_id, Artifact.id == run.input_artifact_id, _gone(now))):
+    if bulk_reads.input_gone(session, run, now):
         raise ApiProblem(409, "bulk_input_expired", "The bulk run's spreadsheet is no longer stored (its retention "
                          "period ended), so the run cannot be resumed; submit the spreadsheet again as a new run.")
-    for column in (BulkRow.docx_artifact_id, BulkRow.pdf_artifact_id):
-        lost = session.scalar(select(func.count()).select_from(BulkRow).join(Artifact, (
-            Artifact.workspace_id == BulkRow.workspace_id) & (Artifact.id == column)).where(
-            BulkRow.workspace_id == run.workspace_id, BulkRow.bulk_run_id == run.id,
-            BulkRow.status == "succeeded", _gone(now)))
-        if lost:
-            raise ApiProblem(409, "bulk_outputs_expired", f"{lost} succeeded row(s) of this run no longer have their "
-                             "file (the per-row files' retention ended), so the ZIP cannot be rebuilt; submit the "
-                             "spreadsheet again as a new run.", rows=lost)
+    lost = bulk_reads.succeeded_rows_without_files(session, run, now)
+    if lost:
+        raise ApiProblem(409, "bulk_outputs_expired", f"{lost} succeeded row(s) of this run no longer have their "
+                         "file (the per-row files' retention ended), so the ZIP cannot be rebuilt; submit the "
+                         "spreadsheet again as a new run.", rows=lost)
 
 
 def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Session, settings: Settings,
@@ -327,7 +301,7 @@ def _restart(mode: str, id: uuid.UUID, request: Request, principal, session: Ses
     run = load_run(session, principal.workspace_id, id)
     authorize(principal, "editor", "jobs:write")
     links = LinkMinter(settings, principal)
-    job = session.scalar(select(Job).where(Job.workspace_id == run.workspace_id, Job.id == run.job_id))
+    job = api_reads.job_by_id(session, run.workspace_id, run.job_id)
     if job.status in job_machine.ACTIVE_STATUSES:
         raise ApiProblem(409, "bulk_run_active", f"The bulk run's job is {job.status}; wait for it to finish.")
     if mode == "retry_failed" and run.failed_rows == 0:

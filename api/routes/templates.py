@@ -20,7 +20,6 @@ import anyio
 from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +38,8 @@ from pipelines.documents.validation import validate_docx
 from resources.converter import DocumentConverter
 from resources.objectstore import ObjectStore, artifact_key, content_disposition, sanitize_filename
 from resources.settings import Settings, get_settings
-from warehouse.db import utcnow
+from warehouse import document_templates as template_rows
+from warehouse.artifacts import storage_key_of
 from warehouse.documents import Template, TemplateField, TemplateVersion
 from warehouse.models import Artifact
 
@@ -95,7 +95,7 @@ class RenderRequest(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 def load_template(session: Session, workspace_id: uuid.UUID, template_id: uuid.UUID) -> Template:
-    template = session.scalar(select(Template).where(Template.workspace_id == workspace_id, Template.id == template_id))
+    template = template_rows.template_by_id(session, workspace_id, template_id)
     if template is None:
         raise not_found("template")
     return template
@@ -103,23 +103,10 @@ def load_template(session: Session, workspace_id: uuid.UUID, template_id: uuid.U
 
 def load_version(session: Session, template: Template, version: int | None = None) -> TemplateVersion:
     number = version or template.latest_version
-    found = session.scalar(select(TemplateVersion).where(
-        TemplateVersion.workspace_id == template.workspace_id, TemplateVersion.template_id == template.id,
-        TemplateVersion.version == number))
+    found = template_rows.version_by_number(session, template, number)
     if found is None:
         raise not_found("template version")
     return found
-
-
-def _fields_by_version(session: Session, workspace_id: uuid.UUID,
-                       version_ids: set[uuid.UUID]) -> dict[uuid.UUID, list[TemplateField]]:
-    by_version: dict[uuid.UUID, list[TemplateField]] = {v: [] for v in version_ids}
-    if version_ids:
-        for f in session.scalars(select(TemplateField).where(
-                TemplateField.workspace_id == workspace_id, TemplateField.template_version_id.in_(version_ids)
-        ).order_by(TemplateField.template_version_id, TemplateField.position)):
-            by_version[f.template_version_id].append(f)
-    return by_version
 
 
 def _version_out(version: TemplateVersion, fields: list[TemplateField]) -> TemplateVersionOut:
@@ -133,7 +120,7 @@ def _version_out(version: TemplateVersion, fields: list[TemplateField]) -> Templ
 
 
 def version_out(session: Session, version: TemplateVersion) -> TemplateVersionOut:
-    fields = _fields_by_version(session, version.workspace_id, {version.id})[version.id]
+    fields = template_rows.fields_by_version(session, version.workspace_id, {version.id})[version.id]
     return _version_out(version, fields)
 
 
@@ -143,15 +130,8 @@ def templates_out(session: Session, templates: list[Template]) -> list[TemplateO
     if not templates:
         return []
     workspace_id = templates[0].workspace_id
-    wanted = {t.id: t.latest_version for t in templates if t.latest_version}
-    latest: dict[uuid.UUID, TemplateVersion] = {}
-    if wanted:
-        for v in session.scalars(select(TemplateVersion).join(Template, (Template.workspace_id == TemplateVersion
-                                 .workspace_id) & (Template.id == TemplateVersion.template_id)).where(
-                TemplateVersion.workspace_id == workspace_id, TemplateVersion.template_id.in_(wanted),
-                TemplateVersion.version == Template.latest_version)):
-            latest[v.template_id] = v
-    fields = _fields_by_version(session, workspace_id, {v.id for v in latest.values()})
+    latest = template_rows.latest_versions(session, workspace_id, {t.id for t in templates if t.latest_version})
+    fields = template_rows.fields_by_version(session, workspace_id, {v.id for v in latest.values()})
     out = []
     for t in templates:
         version = latest.get(t.id)
@@ -180,12 +160,6 @@ async def _receive_docx(request: Request, store: ObjectStore, settings: Settings
     return artifact_id, upload, data
 
 
-def _version_by_sha(session: Session, template: Template, sha256: str) -> TemplateVersion | None:
-    return session.scalar(select(TemplateVersion).where(
-        TemplateVersion.workspace_id == template.workspace_id, TemplateVersion.template_id == template.id,
-        TemplateVersion.content_sha256 == sha256))
-
-
 def _add_version(session: Session, store: ObjectStore, settings: Settings, template: Template, artifact_id,
                  upload, data: bytes, user_id: uuid.UUID) -> tuple[TemplateVersion, bool]:
     """The version for these bytes: the existing one (same SHA-256) or a new, analysed one.
@@ -196,7 +170,7 @@ def _add_version(session: Session, store: ObjectStore, settings: Settings, templ
     """
     analysis: TemplateAnalysis | None = None
     for attempt in range(_VERSION_ATTEMPTS):
-        existing = _version_by_sha(session, template, upload.sha256)
+        existing = template_rows.version_by_sha256(session, template, upload.sha256)
         if existing is not None:
             store.delete(upload.key)
             return existing, False
@@ -218,26 +192,15 @@ _VERSION_ATTEMPTS = 5
 def _insert_version(session: Session, template: Template, artifact_id, upload, analysis,
                     user_id: uuid.UUID) -> TemplateVersion:
     filename = sanitize_filename(upload.filename or "template.docx", default="template.docx")
-    session.add(Artifact(
+    source = Artifact(
         id=artifact_id, workspace_id=template.workspace_id, kind="input", storage_key=upload.key,
         sha256=upload.sha256, size_bytes=upload.size_bytes, content_type=DOCX_TYPE, filename=filename,
-        expires_at=None))  # a template's bytes live as long as the template: no retention TTL
-    session.flush()  # no ORM relationships: flush parents before the rows that reference them
-    template.latest_version = (template.latest_version or 0) + 1
-    version = TemplateVersion(
-        workspace_id=template.workspace_id, template_id=template.id, version=template.latest_version,
-        content_sha256=upload.sha256, artifact_id=artifact_id, size_bytes=upload.size_bytes, filename=filename,
-        syntax=analysis.syntax, status=analysis.status, errors=[e.__dict__ for e in analysis.errors],
-        created_by=user_id, created_at=utcnow())
-    session.add(version)
-    session.flush()
-    for position, f in enumerate(analysis.fields):
-        session.add(TemplateField(
-            workspace_id=template.workspace_id, template_version_id=version.id, position=position, name=f.name,
-            kind=f.kind, required=f.required, locations=f.locations, children=f.children))
-    template.updated_at = utcnow()
-    session.flush()
-    return version
+        expires_at=None)  # a template's bytes live as long as the template: no retention TTL
+    return template_rows.insert_version(
+        session, template, source, syntax=analysis.syntax, status=analysis.status,
+        errors=[e.__dict__ for e in analysis.errors], user_id=user_id,
+        fields=[{"name": f.name, "kind": f.kind, "required": f.required, "locations": f.locations,
+                 "children": f.children} for f in analysis.fields])
 
 
 async def _dropping_upload_on_error(session: Session, store: ObjectStore, key: str, work):
@@ -268,8 +231,7 @@ async def create_template(request: Request, principal: JobsWriter, session: DbSe
             raise ApiProblem(422, "invalid_characters", "The template name holds control characters.")
         template = Template(id=template_id, workspace_id=principal.workspace_id, name=name, latest_version=0,
                             created_by=principal.user_id)
-        session.add(template)
-        session.flush()
+        template_rows.add_template(session, template)
         _add_version(session, store, settings, template, artifact_id, upload, data, principal.user_id)
         return template_out(session, template)
 
@@ -301,7 +263,7 @@ async def add_version(id: uuid.UUID, request: Request, principal: JobsReader, se
 def list_templates(principal: JobsReader, session: DbSession,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
                    cursor: Cursor = None) -> TemplatePage:
-    query = select(Template).where(Template.workspace_id == principal.workspace_id)
+    query = template_rows.templates_query(principal.workspace_id)
     page, next_cursor = newest_first_page(session, query, Template, limit=limit, cursor=cursor)
     return TemplatePage(items=templates_out(session, page), next_cursor=next_cursor)
 
@@ -372,8 +334,7 @@ async def render(id: uuid.UUID, body: RenderRequest, request: Request, principal
         if version.status != "valid":
             raise ApiProblem(422, "template_invalid", "This template version has broken tags; upload a fixed "
                              "version.", errors=version.errors)
-        key = session.scalar(select(Artifact.storage_key).where(
-            Artifact.workspace_id == principal.workspace_id, Artifact.id == version.artifact_id))
+        key = storage_key_of(session, principal.workspace_id, version.artifact_id)
         stem = PurePath(version.filename).stem or "document"
         # Filling and converting need no database: give the connection back now, not after the converter.
         release_connection(session)

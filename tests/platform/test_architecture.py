@@ -216,8 +216,6 @@ def test_project_modules_import_each_other_without_cycles():
         visit(name, [])
 
 
-# Route modules that still build SQL themselves (moved into warehouse/ one by one; this list only shrinks).
-ROUTES_WITH_SQL_TO_MOVE = {"api.routes.bulk_runs", "api.routes.templates"}
 _SQL_BUILDERS = {"select", "insert", "update", "delete", "text", "func", "and_", "or_", "exists", "union"}
 
 
@@ -231,9 +229,6 @@ def _sql_builders_imported(path: Path) -> set[str]:
 
 def test_sql_lives_in_warehouse_not_in_routes():
     routes = {name for name in MODULES if _belongs(name, "api.routes") and name != "api.routes"}
-    assert "api.routes.invitations" in routes  # the walk reaches them
-    offenders = {name: _sql_builders_imported(MODULES[name]) for name in routes - ROUTES_WITH_SQL_TO_MOVE}
-    assert not {name: found for name, found in offenders.items() if found}, (
-        "route modules call named functions in warehouse/ instead of building SQL")
-    # The debt list names only modules that still carry it (a cleaned module leaves the list).
-    assert all(_sql_builders_imported(MODULES[name]) for name in ROUTES_WITH_SQL_TO_MOVE)
+    assert {"api.routes.invitations", "api.routes.videos", "api.routes.bulk_runs"} <= routes  # the walk reaches them
+    offenders = {name: found for name in routes if (found := _sql_builders_imported(MODULES[name]))}
+    assert not offenders, f"route modules call named functions in warehouse/ instead of building SQL: {offenders}"
