@@ -13,6 +13,9 @@ WORKSPACE_ID_TAG = "kiln/workspace_id"
 KIND_TAG = "kiln/kind"
 ATTEMPT_TAG = "kiln/attempt"
 REQUEST_ID_TAG = "kiln/request_id"
+# The run-queue pool a run waits in (``tag_concurrency_limits`` in dagster.yaml and deploy/dagster.yaml). The dispatch
+# helper sets it from the job kind's card (``JobKind.pool``); a sensor may route a run elsewhere (DOCX-only bulk runs).
+POOL_TAG = "kiln/pool"
 # Dagster's own per-run override of the instance's `run_retries.max_retries`. A Kiln job's attempts
 # are counted, backed off and capped by Kiln's state machine (a lost worker becomes `worker_lost`,
 # retryable); an automatic Dagster re-execution on top would be an unaccounted attempt that finds

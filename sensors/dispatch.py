@@ -13,11 +13,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from pipelines.run_tags import tags_for_job
+from pipelines.products import all_job_kinds
+from pipelines.run_tags import POOL_TAG, tags_for_job
 from resources.dagster_resources import DatabaseResource
 from resources.settings import get_settings
 from warehouse import jobs
 from warehouse.db import utcnow
+
+# The default of ``dispatch_due_jobs(pool=...)``: the pool the job kind's card names.
+CARD_POOL = object()
 
 
 def dispatch_due_jobs(
@@ -28,8 +32,17 @@ def dispatch_due_jobs(
     partitions_def: dg.DynamicPartitionsDefinition,
     job_name: str | None = None,
     max_runs: int | None = None,
+    pool: str | None | object = CARD_POOL,
 ) -> dg.SensorResult:
+    """Due queued jobs of ``kind`` -> partitions to add + run requests (run key ``<job>:<attempt>``) + a cursor.
+
+    Runs carry the card's pool (``kiln/pool``) unless ``pool`` says otherwise (None: no pool).
+    """
     settings = get_settings()
+    if pool is CARD_POOL:
+        card_kind = all_job_kinds().get(kind)
+        pool = card_kind.pool if card_kind is not None else None
+    extra_tags = {POOL_TAG: pool} if isinstance(pool, str) else {}
     max_runs = max_runs or settings.dispatch_max_runs_per_tick
     now = utcnow()
     run_requests: list[dg.RunRequest] = []
@@ -55,7 +68,7 @@ def dispatch_due_jobs(
                         kind=job.kind,
                         attempt=attempt,
                         request_id=job.request_id,
-                    ),
+                    ) | extra_tags,
                 )
             )
         jobs.mark_dispatched(session, [job.id for job in due], now=now)

@@ -11,11 +11,11 @@ import dagster as dg
 
 from assets.documents.assets import bulk_run_outputs, bulk_runs_partitions
 from pipelines.documents.product import CARD, KIND
+from pipelines.run_tags import POOL_TAG
 from resources.dagster_resources import DatabaseResource
 from sensors.dispatch import dispatch_due_jobs
 from warehouse import documents as bulk_store
 
-POOL_TAG = "kiln/pool"
 LIBREOFFICE_POOL = CARD.kind().pool  # "libreoffice"
 
 bulk_docx_job = dg.define_asset_job(
@@ -45,8 +45,9 @@ def _needs_pdf(database: DatabaseResource, partition_keys: list[str]) -> set[str
 
 @dg.sensor(jobs=[bulk_docx_job, bulk_pdf_job], minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def bulk_runs_dispatch_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
+    # Dispatched without the pool: DOCX-only runs need no LibreOffice; the PDF ones get it back below.
     result = dispatch_due_jobs(context, database=database, kind=KIND, partitions_def=bulk_runs_partitions,
-                               job_name=bulk_docx_job.name)
+                               job_name=bulk_docx_job.name, pool=None)
     pdf_keys = _needs_pdf(database, [r.partition_key for r in result.run_requests or []])
     requests = [
         dg.RunRequest(run_key=r.run_key, partition_key=r.partition_key, job_name=bulk_pdf_job.name,

@@ -126,3 +126,20 @@ def test_selftest_sensor_uses_the_contract(sqlite_url, instance):
     assert [r.run_key for r in result.run_requests] == [f"{job_id}:1"]
     assert result.dynamic_partitions_requests[0].partitions_def_name == "selftest_jobs"
     engine.dispose()
+
+
+def test_runs_carry_the_pool_their_card_names_unless_the_sensor_routes_them(db_url, engine, make_tenant, instance,
+                                                                           monkeypatch):
+    from pipelines.card import JobKind
+    from pipelines.run_tags import POOL_TAG
+    from pipelines.selftest.product import SelftestPayload
+
+    tenant = make_tenant()
+    _submit(engine, tenant.workspace_id, n=2)
+    monkeypatch.setattr("sensors.dispatch.all_job_kinds", lambda: {
+        "selftest": JobKind("selftest", partitions="selftest_jobs", payload_model=SelftestPayload, pool="render")})
+    pooled = _tick(instance, db_url, max_runs=1)
+    assert pooled.run_requests[0].tags[POOL_TAG] == "render"
+    unpooled = _tick(instance, db_url, max_runs=1, pool=None)
+    assert POOL_TAG not in unpooled.run_requests[0].tags
+

@@ -19,13 +19,14 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from pipelines.card import POOLS as CARD_POOLS
 from tests.conftest import POSTGRES_URL_ENV
 from warehouse.db import normalize_url
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_FILE = ROOT / "dagster.yaml"
 DEPLOY_FILE = ROOT / "deploy" / "dagster.yaml"
-POOLS = {"gpu", "libreoffice", "linkedin"}
+POOLS = set(CARD_POOLS)  # every pool a product card may name has a run-queue limit
 
 
 def _limits(coordinator: QueuedRunCoordinator) -> list[dict]:
