@@ -22,10 +22,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import structlog
+from pydantic import BaseModel, ValidationError
 
 from resources.logs import configure_dagster_logging
 from pipelines.errors import KilnError, PermanentError
@@ -38,6 +39,8 @@ from warehouse.models import Artifact, Job
 
 _log = structlog.get_logger("kiln.job")
 
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
 
 class JobCanceled(PermanentError):
     code = "canceled"
@@ -47,6 +50,11 @@ class JobCanceled(PermanentError):
 class JobNotClaimable(PermanentError):
     code = "job_not_claimable"
     title = "This run cannot work on the job"
+
+
+class InvalidPayload(PermanentError):
+    code = "invalid_payload"
+    title = "The job's payload does not match its kind's payload model"
 
 
 @dataclass
@@ -65,6 +73,18 @@ class JobHandle:
     run_id: str
     asset_key: str
     log: Any = field(repr=False, default=None)
+
+    def params(self, model: type[PayloadT]) -> PayloadT:
+        """The payload read with its kind's card model (``JobKind.payload_model``), the one the route wrote it with.
+
+        A payload the model refuses (a row edited by hand, a model changed under queued jobs) fails the job
+        permanently, naming the field, instead of an asset guessing at a missing key."""
+        try:
+            return model.model_validate(self.payload)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"])) or "payload"
+            raise InvalidPayload(f"The job's payload is not a valid {model.__name__}: {where}: {error['msg']}.") from None
 
     def progress(self, percent: int) -> None:
         """Move progress forward (0-100); stops the work if the job was canceled meanwhile."""

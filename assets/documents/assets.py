@@ -14,7 +14,7 @@ import dagster as dg
 
 from assets._job_context import kiln_job
 from assets.documents.bulk import BulkEnv, run_bulk
-from pipelines.documents.product import KIND, PARTITIONS
+from pipelines.documents.product import KIND, PARTITIONS, BulkRunPayload
 from resources.converter import DocumentConverter
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore
@@ -31,7 +31,8 @@ def bulk_run_outputs(
 ) -> dg.MaterializeResult:
     """Every row of a bulk run filled into DOCX and/or PDF, one streamed ZIP and a per-row report."""
     with kiln_job(context, database, object_store, kind=KIND) as job:
-        bulk_run_id = uuid.UUID(str(job.payload.get("bulk_run_id") or job.subject_id))
+        payload = job.params(BulkRunPayload)  # the card's payload model, as the bulk-run routes wrote it
+        bulk_run_id = payload.bulk_run_id
         env = BulkEnv(
             sessions=lambda: database.tenant_session(job.workspace_id),
             store=object_store,
@@ -43,7 +44,7 @@ def bulk_run_outputs(
             run_id=job.run_id,
             log=context.log,
         )
-        result = run_bulk(env, bulk_run_id, job.payload.get("mode", "run"))
+        result = run_bulk(env, bulk_run_id, payload.mode)
     return dg.MaterializeResult(
         metadata={
             "job_id": str(job.job_id),

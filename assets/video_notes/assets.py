@@ -46,7 +46,7 @@ from pipelines.video_notes.formats import render_all
 from pipelines.video_notes.frames import Screenshot, capture_screenshots, detect_scene_changes
 from pipelines.video_notes.highlights import rank_highlights
 from pipelines.video_notes.probe import probe
-from pipelines.video_notes.product import PARTITIONS
+from pipelines.video_notes.product import PARTITIONS, VideoNotesPayload
 from pipelines.video_notes.scratch import sweep_scratch
 from pipelines.video_notes.summary import build_summary, cited_timestamps_exist
 from pipelines.video_notes.transcript import Transcript
@@ -139,7 +139,7 @@ def video_transcript(context: dg.AssetExecutionContext, database: DatabaseResour
         else:
             if track["has_audio"] and not track["is_silent"]:
                 wav = local_copy(job, required(job, "audio.wav"), "audio.wav")
-                language = job.payload.get("language")
+                language = job.params(VideoNotesPayload).language
                 engine = transcriber.model_copy(update={"language": language}) if language else transcriber
                 transcript = engine.transcribe(wav, on_progress=progress_between(job, 15, 70))
             else:  # nothing to hear: an empty transcript that says so, not a crash
@@ -299,7 +299,7 @@ def video_clips(context: dg.AssetExecutionContext, database: DatabaseResource,
     """An MP4 per highlight: stream copy from the keyframe before it, or an exact re-encode when asked."""
     with video_job(context, database, object_store) as job:
         video = video_of(job)
-        mode = "exact" if job.payload.get("exact_clips") else "copy"
+        mode = "exact" if job.params(VideoNotesPayload).exact_clips else "copy"
 
         def compute() -> list:
             clips, links = [], []

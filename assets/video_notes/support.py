@@ -28,6 +28,7 @@ from pipelines.run_tags import ERROR_CODE_KEY, JOB_ID_TAG, RETRYABLE_KEY
 from pipelines.video_notes.bundle import write_notes_bundle
 from pipelines.video_notes.errors import InvalidMedia
 from pipelines.video_notes.highlights import Highlight as HighlightData
+from pipelines.video_notes.product import VideoNotesPayload
 from pipelines.video_notes.scratch import remove_scratch, scratch_root
 from pipelines.video_notes.transcript import Transcript
 from resources.dagster_resources import DatabaseResource
@@ -88,7 +89,7 @@ def _no_attempt_left(job: JobHandle) -> bool:
 
 
 def video_of(job: JobHandle) -> VideoAsset:
-    video_id = uuid.UUID(str(job.payload.get("video_id") or job.subject_id))
+    video_id = job.params(VideoNotesPayload).video_id  # the card's payload model, as the video routes wrote it
     with job.database.tenant_session(job.workspace_id) as session:
         video = load_video(session, job.workspace_id, video_id)
         if video is None:
