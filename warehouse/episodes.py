@@ -1,0 +1,230 @@
+"""Queries of the Episodes product, and the one owner of ``episode.status`` (tables: ``episodes_models.py``).
+
+Every function takes the workspace id and filters on it (row-level security on PostgreSQL is the second
+lock, not the only one), so a foreign id reads as absent: the routes answer 404.
+
+``episode.status``: ``queued`` (created or re-pinned: a package job is on its way) -> ``ready`` (packaged,
+continuity passes) or ``blocked`` (packaged, continuity fails). Only :func:`queue_episode` and
+:func:`record_package` write it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from warehouse.db import utcnow
+from warehouse.episodes_models import (
+    EPISODE_TABLES,
+    Asset,
+    Character,
+    CharacterImage,
+    CharacterVersion,
+    Episode,
+    EpisodeCharacter,
+    Relationship,
+    Scene,
+    SceneAsset,
+    Series,
+)
+from warehouse.models import Artifact
+
+__all__ = ["EPISODE_TABLES", "Asset", "Character", "CharacterImage", "CharacterVersion", "Episode",
+           "EpisodeCharacter", "Relationship", "Scene", "SceneAsset", "Series"]
+
+
+# --------------------------------------------------------------------------- characters
+
+def create_character(session: Session, workspace_id: uuid.UUID, definition: dict[str, Any], digest: str,
+                     user_id: uuid.UUID | None) -> tuple[Character, CharacterVersion]:
+    character = Character(workspace_id=workspace_id, name=definition["name"], current_version=1, created_by=user_id)
+    session.add(character)
+    session.flush()
+    version = CharacterVersion(workspace_id=workspace_id, character_id=character.id, version=1,
+                               definition=definition, digest=digest, created_by=user_id)
+    session.add(version)
+    session.flush()
+    return character, version
+
+
+def load_character(session: Session, workspace_id: uuid.UUID, character_id: uuid.UUID,
+                   *, for_update: bool = False) -> Character | None:
+    query = select(Character).where(Character.workspace_id == workspace_id, Character.id == character_id)
+    return session.scalar(query.with_for_update() if for_update else query)
+
+
+def characters_by_id(session: Session, workspace_id: uuid.UUID, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Character]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Character).where(Character.workspace_id == workspace_id, Character.id.in_(wanted)))
+    return {row.id: row for row in rows}
+
+
+def version_of(session: Session, workspace_id: uuid.UUID, character_id: uuid.UUID, version: int) -> CharacterVersion | None:
+    return session.scalar(select(CharacterVersion).where(
+        CharacterVersion.workspace_id == workspace_id, CharacterVersion.character_id == character_id,
+        CharacterVersion.version == version))
+
+
+def current_versions(session: Session, workspace_id: uuid.UUID,
+                     character_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CharacterVersion]:
+    """The current version of each character (one query, through the unique (character_id, version))."""
+    wanted = set(character_ids)
+    if not wanted:
+        return {}
+    rows = session.scalars(select(CharacterVersion).join(
+        Character, (Character.workspace_id == CharacterVersion.workspace_id)
+        & (Character.id == CharacterVersion.character_id)
+        & (Character.current_version == CharacterVersion.version)).where(
+        CharacterVersion.workspace_id == workspace_id, CharacterVersion.character_id.in_(wanted)))
+    return {row.character_id: row for row in rows}
+
+
+def add_version(session: Session, character: Character, definition: dict[str, Any], digest: str,
+                user_id: uuid.UUID | None) -> CharacterVersion:
+    """A new immutable version, now the current one (the caller locked the character row)."""
+    number = character.current_version + 1
+    version = CharacterVersion(workspace_id=character.workspace_id, character_id=character.id, version=number,
+                               definition=definition, digest=digest, created_by=user_id)
+    session.add(version)
+    character.current_version = number
+    character.name = definition["name"]
+    character.updated_at = utcnow()
+    session.flush()
+    return version
+
+
+# --------------------------------------------------------------------------- images
+
+def image_by_sha(session: Session, workspace_id: uuid.UUID, sha256: str,
+                 character_id: uuid.UUID | None = None) -> CharacterImage | None:
+    """An image with these bytes in the workspace (of this character when given): its artifact is reused."""
+    query = select(CharacterImage).where(CharacterImage.workspace_id == workspace_id, CharacterImage.sha256 == sha256)
+    if character_id is not None:
+        query = query.where(CharacterImage.character_id == character_id)
+    return session.scalars(query.order_by(CharacterImage.created_at).limit(1)).first()
+
+
+def workspace_phashes(session: Session, workspace_id: uuid.UUID, limit: int) -> list[CharacterImage]:
+    """The workspace's hashed images, newest first, at most ``limit`` (the near-duplicate scan is bounded)."""
+    return list(session.scalars(select(CharacterImage).where(
+        CharacterImage.workspace_id == workspace_id, CharacterImage.phash.is_not(None)
+    ).order_by(CharacterImage.created_at.desc()).limit(limit)))
+
+
+def add_image(session: Session, **fields: Any) -> CharacterImage:
+    image = CharacterImage(**fields)
+    session.add(image)
+    session.flush()
+    return image
+
+
+def artifacts_by_sha(session: Session, workspace_id: uuid.UUID, shas: Iterable[str]) -> dict[str, Artifact]:
+    """The stored, available bytes of reference images by SHA-256 (one query)."""
+    wanted = set(shas)
+    if not wanted:
+        return {}
+    rows = session.execute(select(CharacterImage.sha256, Artifact).join(
+        Artifact, (Artifact.workspace_id == CharacterImage.workspace_id) & (Artifact.id == CharacterImage.artifact_id)
+    ).where(CharacterImage.workspace_id == workspace_id, CharacterImage.sha256.in_(wanted),
+            Artifact.status == "available"))
+    return {sha: artifact for sha, artifact in rows}
+
+
+# --------------------------------------------------------------------------- relationships and series
+
+def add_relationship(session: Session, **fields: Any) -> Relationship:
+    row = Relationship(**fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def relationships_among(session: Session, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[Relationship]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Relationship).where(
+        Relationship.workspace_id == workspace_id, Relationship.a_id.in_(ids), Relationship.b_id.in_(ids)
+    ).order_by(Relationship.a_id, Relationship.b_id, Relationship.type)))
+
+
+def load_series(session: Session, workspace_id: uuid.UUID, series_id: uuid.UUID) -> Series | None:
+    return session.scalar(select(Series).where(Series.workspace_id == workspace_id, Series.id == series_id))
+
+
+# --------------------------------------------------------------------------- episodes
+
+def load_episode(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID) -> Episode | None:
+    return session.scalar(select(Episode).where(Episode.workspace_id == workspace_id, Episode.id == episode_id))
+
+
+def episode_number_taken(session: Session, workspace_id: uuid.UUID, series_id: uuid.UUID, number: int) -> bool:
+    return session.scalar(select(Episode.id).where(
+        Episode.workspace_id == workspace_id, Episode.series_id == series_id, Episode.number == number)) is not None
+
+
+def pin(session: Session, episode: Episode, versions: Sequence[CharacterVersion]) -> None:
+    """Replace the episode's pins by these versions (cast order kept)."""
+    session.execute(delete(EpisodeCharacter).where(EpisodeCharacter.workspace_id == episode.workspace_id,
+                                                   EpisodeCharacter.episode_id == episode.id))
+    for position, version in enumerate(versions):
+        session.add(EpisodeCharacter(workspace_id=episode.workspace_id, episode_id=episode.id,
+                                     character_id=version.character_id, character_version_id=version.id,
+                                     version=version.version, position=position))
+    session.flush()
+
+
+def pinned_versions(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID) -> list[CharacterVersion]:
+    """The versions the episode is built from, in cast order (never the characters' current versions)."""
+    return list(session.scalars(select(CharacterVersion).join(
+        EpisodeCharacter, (EpisodeCharacter.workspace_id == CharacterVersion.workspace_id)
+        & (EpisodeCharacter.character_version_id == CharacterVersion.id)
+    ).where(EpisodeCharacter.workspace_id == workspace_id, EpisodeCharacter.episode_id == episode_id
+            ).order_by(EpisodeCharacter.position)))
+
+
+def queue_episode(session: Session, episode: Episode, job_id: uuid.UUID) -> None:
+    """A (new) package job follows the episode: ``queued`` again; the last package's results stay until then."""
+    episode.status = "queued"
+    episode.job_id = job_id
+    episode.updated_at = utcnow()
+    session.flush()
+
+
+def record_package(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID, job_id: uuid.UUID, *,
+                   passes: bool, findings: list[dict[str, Any]], estimate: dict[str, Any],
+                   package_artifact_id: uuid.UUID) -> bool:
+    """The package job's outcome, only while that job is still the episode's (a re-pin moved on: False)."""
+    return session.execute(update(Episode).where(
+        Episode.workspace_id == workspace_id, Episode.id == episode_id, Episode.job_id == job_id
+    ).values(status="ready" if passes else "blocked", continuity=findings, estimate=estimate,
+             package_artifact_id=package_artifact_id, updated_at=utcnow())).rowcount == 1
+
+
+def replace_scenes(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID,
+                   scenes: Sequence[dict[str, Any]], items: dict[int, list[dict[str, Any]]]) -> int:
+    """The episode's scene and scene_asset rows for its latest plan (``items``: asset-plan items by scene)."""
+    session.execute(delete(Scene).where(Scene.workspace_id == workspace_id, Scene.episode_id == episode_id))
+    session.flush()
+    for row in scenes:
+        scene = Scene(workspace_id=workspace_id, episode_id=episode_id, number=row["number"],
+                      slugline=row["slugline"][:300], duration_ms=row["estimated_duration_ms"], data=row)
+        session.add(scene)
+        session.flush()
+        for item in items.get(row["number"], []):
+            session.add(SceneAsset(workspace_id=workspace_id, scene_id=scene.id, item_key=item["key"],
+                                   kind=item["kind"], action=item["action"], generation_key=item.get("generation_key"),
+                                   cost_micros=item.get("cost_micros", 0)))
+    session.flush()
+    return len(scenes)
+
+
+def generated_library(session: Session, workspace_id: uuid.UUID) -> list[Asset]:
+    """Generated assets that exist (their key can be reused by an identical request)."""
+    return list(session.scalars(select(Asset).where(
+        Asset.workspace_id == workspace_id, Asset.source == "generated", Asset.sha256.is_not(None))))
