@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from warehouse.db import utcnow
@@ -40,8 +40,9 @@ __all__ = ["EPISODE_TABLES", "Asset", "Character", "CharacterImage", "CharacterV
 # --------------------------------------------------------------------------- characters
 
 def create_character(session: Session, workspace_id: uuid.UUID, definition: dict[str, Any], digest: str,
-                     user_id: uuid.UUID | None) -> tuple[Character, CharacterVersion]:
-    character = Character(workspace_id=workspace_id, name=definition["name"], current_version=1, created_by=user_id)
+                     user_id: uuid.UUID | None, *, character_id: uuid.UUID | None = None
+                     ) -> tuple[Character, CharacterVersion]:
+    character = Character(id=character_id or uuid.uuid4(), workspace_id=workspace_id, name=definition["name"], current_version=1, created_by=user_id)
     session.add(character)
     session.flush()
     version = CharacterVersion(workspace_id=workspace_id, character_id=character.id, version=1,
@@ -124,6 +125,16 @@ def add_image(session: Session, **fields: Any) -> CharacterImage:
     return image
 
 
+def ensure_uploaded_asset(session: Session, workspace_id: uuid.UUID, *, sha256: str, phash: str | None,
+                          artifact_id: uuid.UUID) -> None:
+    """The workspace's asset library row for uploaded bytes (one per SHA-256: plans reuse it by content hash)."""
+    if session.scalar(select(Asset.id).where(Asset.workspace_id == workspace_id, Asset.sha256 == sha256,
+                                             Asset.source == "uploaded")) is None:
+        session.add(Asset(workspace_id=workspace_id, kind="image", source="uploaded", sha256=sha256, phash=phash,
+                          artifact_id=artifact_id, cost_micros=0))
+        session.flush()
+
+
 def artifacts_by_sha(session: Session, workspace_id: uuid.UUID, shas: Iterable[str]) -> dict[str, Artifact]:
     """The stored, available bytes of reference images by SHA-256 (one query)."""
     wanted = set(shas)
@@ -151,6 +162,21 @@ def relationships_among(session: Session, workspace_id: uuid.UUID, ids: Sequence
     return list(session.scalars(select(Relationship).where(
         Relationship.workspace_id == workspace_id, Relationship.a_id.in_(ids), Relationship.b_id.in_(ids)
     ).order_by(Relationship.a_id, Relationship.b_id, Relationship.type)))
+
+
+def add_series(session: Session, **fields: Any) -> Series:
+    row = Series(**fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def add_episode(session: Session, **fields: Any) -> Episode:
+    """A new episode, ``queued`` (its package job was submitted in the same transaction)."""
+    row = Episode(status="queued", **fields)
+    session.add(row)
+    session.flush()
+    return row
 
 
 def load_series(session: Session, workspace_id: uuid.UUID, series_id: uuid.UUID) -> Series | None:
@@ -207,24 +233,59 @@ def record_package(session: Session, workspace_id: uuid.UUID, episode_id: uuid.U
 
 
 def replace_scenes(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID,
-                   scenes: Sequence[dict[str, Any]], items: dict[int, list[dict[str, Any]]]) -> int:
-    """The episode's scene and scene_asset rows for its latest plan (``items``: asset-plan items by scene)."""
+                   scenes: Sequence[dict[str, Any]]) -> int:
+    """The episode's scene rows for its latest package (their scene_asset rows go with them)."""
     session.execute(delete(Scene).where(Scene.workspace_id == workspace_id, Scene.episode_id == episode_id))
-    session.flush()
     for row in scenes:
-        scene = Scene(workspace_id=workspace_id, episode_id=episode_id, number=row["number"],
-                      slugline=row["slugline"][:300], duration_ms=row["estimated_duration_ms"], data=row)
-        session.add(scene)
-        session.flush()
-        for item in items.get(row["number"], []):
-            session.add(SceneAsset(workspace_id=workspace_id, scene_id=scene.id, item_key=item["key"],
-                                   kind=item["kind"], action=item["action"], generation_key=item.get("generation_key"),
-                                   cost_micros=item.get("cost_micros", 0)))
+        session.add(Scene(workspace_id=workspace_id, episode_id=episode_id, number=row["number"],
+                          slugline=row["slugline"][:300], duration_ms=row["estimated_duration_ms"], data=row))
     session.flush()
     return len(scenes)
+
+
+def replace_scene_assets(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID,
+                         items: Sequence[dict[str, Any]]) -> int:
+    """The asset-plan items of the episode's scenes (reused ones linked to a known asset by hash or key)."""
+    scenes = dict(session.execute(select(Scene.number, Scene.id).where(
+        Scene.workspace_id == workspace_id, Scene.episode_id == episode_id)).all())
+    if scenes:
+        session.execute(delete(SceneAsset).where(SceneAsset.workspace_id == workspace_id,
+                                                 SceneAsset.scene_id.in_(scenes.values())))
+    keys = {i["generation_key"] for i in items if i.get("generation_key")}
+    shas = {i["sha256"] for i in items if i.get("sha256")}
+    known = dict(session.execute(select(Asset.generation_key, Asset.id).where(
+        Asset.workspace_id == workspace_id, Asset.generation_key.in_(keys))).all()) if keys else {}
+    by_sha = dict(session.execute(select(Asset.sha256, Asset.id).where(
+        Asset.workspace_id == workspace_id, Asset.sha256.in_(shas))).all()) if shas else {}
+    count = 0
+    for item in items:
+        scene_id = scenes.get(item["scene"])
+        if scene_id is None:
+            continue
+        session.add(SceneAsset(workspace_id=workspace_id, scene_id=scene_id, item_key=item["key"][:120],
+                               kind=item["kind"], action=item["action"], asset_id=known.get(item.get("generation_key")) or by_sha.get(item.get("sha256")),
+                               generation_key=item.get("generation_key"), cost_micros=item.get("cost_micros", 0)))
+        count += 1
+    session.flush()
+    return count
+
+
+def job_outputs(session: Session, workspace_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Artifact]:
+    """The job's available artifacts by file name; the newest wins where a retried stage stored one twice."""
+    rows = session.scalars(select(Artifact).where(
+        Artifact.workspace_id == workspace_id, Artifact.job_id == job_id, Artifact.status == "available"
+    ).order_by(Artifact.created_at, Artifact.id))
+    return {a.filename: a for a in rows}
 
 
 def generated_library(session: Session, workspace_id: uuid.UUID) -> list[Asset]:
     """Generated assets that exist (their key can be reused by an identical request)."""
     return list(session.scalars(select(Asset).where(
         Asset.workspace_id == workspace_id, Asset.source == "generated", Asset.sha256.is_not(None))))
+
+
+def reference_bytes(session: Session, workspace_id: uuid.UUID) -> int:
+    """Bytes of the distinct artifacts the workspace's reference images hold (the storage quota reads it)."""
+    stored = select(CharacterImage.artifact_id).where(CharacterImage.workspace_id == workspace_id).distinct()
+    return int(session.scalar(select(func.coalesce(func.sum(Artifact.size_bytes), 0)).where(
+        Artifact.workspace_id == workspace_id, Artifact.id.in_(stored))) or 0)
