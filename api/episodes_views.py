@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.links import LinkMinter
-from api.schemas import UtcDatetime
+from api.schemas import PlainText, UtcDatetime
 from pipelines.episodes.models import (
     NAME_PATTERN,
     Character as CharacterDefinition,
@@ -29,8 +29,26 @@ from warehouse.models import Artifact
 MAX_EPISODE_NUMBER = 100_000
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # Every free-text field (traits, descriptions, the story) lands in PostgreSQL text or JSON: no NUL.
+        if _has_nul(data):
+            raise ValueError("NUL characters are not allowed in any field")
+        return data
 
 
 class CharacterIn(_In):
@@ -123,7 +141,7 @@ class RelationshipOut(BaseModel):
 
 
 class SeriesIn(_In):
-    title: str = Field(min_length=1, max_length=200)
+    title: PlainText = Field(min_length=1, max_length=200)
     style: StyleGuide = StyleGuide()
     cast: list[uuid.UUID] = Field(default_factory=list, max_length=200)
 
@@ -139,7 +157,7 @@ class SeriesOut(BaseModel):
 
 class EpisodeIn(_In):
     number: int = Field(ge=1, le=MAX_EPISODE_NUMBER)
-    title: str = Field(min_length=1, max_length=200)
+    title: PlainText = Field(min_length=1, max_length=200)
     story: str = Field(description="Plain text; paragraphs become scenes (limits: KILN_EPISODES_MAX_STORY_CHARS, "
                        "KILN_EPISODES_MAX_SCENES)")
     cast: list[uuid.UUID] | None = Field(None, max_length=200, description="Default: the series' cast")

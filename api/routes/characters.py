@@ -10,10 +10,10 @@ are stored once) and carry a perceptual hash: near duplicates in the workspace a
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path as PathParam, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -99,9 +99,10 @@ def get_character(id: uuid.UUID, principal: JobsReader, session: DbSession) -> C
 
 
 @router.get("/characters/{id}/versions/{version}", response_model=CharacterOut, responses=problem_responses(404))
-def get_character_version(id: uuid.UUID, version: int, principal: JobsReader, session: DbSession) -> CharacterOut:
+def get_character_version(id: uuid.UUID, version: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                          principal: JobsReader, session: DbSession) -> CharacterOut:
     character = _load(session, principal.workspace_id, id)
-    found = store_rows.version_of(session, principal.workspace_id, id, version) if 1 <= version < 2**31 else None
+    found = store_rows.version_of(session, principal.workspace_id, id, version)
     if found is None:
         raise not_found("character version")
     return character_out(character, found)

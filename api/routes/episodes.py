@@ -15,7 +15,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, audit, authorize, request_id
+from api.deps import (
+    DbSession,
+    JobsReader,
+    JobsWriter,
+    SettingsDep,
+    audit,
+    authorize,
+    idempotency_key_header,
+    request_id,
+)
 from api.episodes_views import (
     EpisodeIn,
     EpisodeOut,
@@ -42,6 +51,7 @@ from warehouse.models import Artifact
 from warehouse.usage import add_usage, usage_value
 
 router = APIRouter(prefix="/v1", tags=["episodes"], responses=problem_responses(401, 403, 422))
+IdempotencyKey = idempotency_key_header()
 PACKAGES_METRIC = "episode_packages"  # usage_counter: package jobs queued per workspace and UTC day
 
 
@@ -62,7 +72,8 @@ def _episode(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID) -
 def _known_cast(session: Session, workspace_id: uuid.UUID, cast: list[uuid.UUID]) -> list[uuid.UUID]:
     if len(set(cast)) != len(cast):
         raise ApiProblem(422, "duplicate_cast", "A character appears twice in the cast.")
-    missing = [str(c) for c in cast if c not in store_rows.characters_by_id(session, workspace_id, cast)]
+    known = store_rows.characters_by_id(session, workspace_id, cast)
+    missing = [str(c) for c in cast if c not in known]
     if missing:
         raise UnknownCharacter(f"No such character in this workspace: {', '.join(missing)}.", character_ids=missing)
     return cast
@@ -88,15 +99,19 @@ def _check_package_quota(session: Session, settings: Settings, workspace_id: uui
                          used=used, limit=quota)
 
 
-def _queue_package(session: Session, settings: Settings, request: Request, principal, episode_id: uuid.UUID):
-    _check_package_quota(session, settings, principal.workspace_id)
-    ensure_job_capacity(session, settings, principal.workspace_id, PACKAGE_KIND)
-    job = job_machine.submit_job(
+def _queue_package(session: Session, settings: Settings, request: Request, principal, episode_id: uuid.UUID,
+                   idempotency_key: str | None = None, fingerprint: dict | None = None):
+    """The package job (or, for a replayed Idempotency-Key, the first request's): ``SubmitResult``."""
+    ensure_job_capacity(session, settings, principal.workspace_id, PACKAGE_KIND, idempotency_key)
+    result = job_machine.submit_job(
         session, workspace_id=principal.workspace_id, kind=PACKAGE_KIND, payload={"episode_id": str(episode_id)},
+        fingerprint_payload=fingerprint, idempotency_key=idempotency_key,
         max_attempts=CARD.kind(PACKAGE_KIND).max_attempts or settings.job_max_attempts, subject_id=episode_id,
-        partition_key=str(episode_id), created_by=principal.user_id, request_id=request_id(request)).job
-    add_usage(session, principal.workspace_id, PACKAGES_METRIC, 1)
-    return job
+        partition_key=str(episode_id), created_by=principal.user_id, request_id=request_id(request))
+    if result.created:  # a replay costs nothing: the quota counts new jobs only
+        _check_package_quota(session, settings, principal.workspace_id)
+        add_usage(session, principal.workspace_id, PACKAGES_METRIC, 1)
+    return result
 
 
 def _answer(session: Session, links: LinkMinter, episode: Episode) -> EpisodeOut:
@@ -126,19 +141,27 @@ def get_series(id: uuid.UUID, principal: JobsReader, session: DbSession) -> Seri
 # --------------------------------------------------------------------------- episodes
 
 @router.post("/series/{id}/episodes", status_code=202, response_model=EpisodeOut,
-             responses=problem_responses(404, 409, 413, 429))
+             responses={200: {"model": EpisodeOut, "description": "The episode an earlier request with this key made"},
+                        **problem_responses(404, 409, 413, 429)})
 def create_episode(id: uuid.UUID, body: EpisodeIn, request: Request, principal: JobsReader, session: DbSession,
-                   settings: SettingsDep, links: Links) -> JSONResponse:
-    """Pin the cast's current versions and queue the package job (202 ``{id, job_id, ...}``)."""
+                   settings: SettingsDep, links: Links, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Pin the cast's current versions and queue the package job (202 ``{id, job_id, ...}``). The same
+    Idempotency-Key with the same request answers the first episode (200); with another request, 409."""
     series = _series(session, principal.workspace_id, id)
     authorize(principal, "editor", "jobs:write")
     check_story_limits(body.story, settings)
     cast = _known_cast(session, principal.workspace_id,
                        body.cast if body.cast is not None else [uuid.UUID(c) for c in series.cast_ids])
+    episode_id = uuid.uuid4()
+    fingerprint = {"series_id": str(series.id), **body.model_dump(mode="json"), "cast": [str(c) for c in cast]}
+    result = _queue_package(session, settings, request, principal, episode_id, idempotency_key, fingerprint)
+    if not result.created:
+        first = _episode(session, principal.workspace_id, result.job.subject_id)
+        return JSONResponse(_answer(session, links, first).model_dump(mode="json"), status_code=200,
+                            headers=links.headers)
+    job = result.job
     if store_rows.episode_number_taken(session, principal.workspace_id, series.id, body.number):
         raise ApiProblem(409, "episode_number_taken", f"The series already has an episode {body.number}.")
-    episode_id = uuid.uuid4()
-    job = _queue_package(session, settings, request, principal, episode_id)
     try:
         with session.begin_nested():  # two requests for one number: the unique (series_id, number) decides
             episode = store_rows.add_episode(
@@ -191,7 +214,7 @@ def repin_episode(id: uuid.UUID, request: Request, principal: JobsReader, sessio
                          "it), then re-pin.", job_id=str(episode.job_id))
     cast = _known_cast(session, principal.workspace_id, [uuid.UUID(c) for c in episode.cast_ids])
     versions = store_rows.current_versions(session, principal.workspace_id, cast)
-    job = _queue_package(session, settings, request, principal, episode.id)
+    job = _queue_package(session, settings, request, principal, episode.id).job
     store_rows.pin(session, episode, [versions[c] for c in cast])
     store_rows.queue_episode(session, episode, job.id)
     audit(session, request, principal, "episode.repin", "episode", str(episode.id), job_id=str(job.id))

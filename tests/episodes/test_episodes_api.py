@@ -249,3 +249,37 @@ def test_viewers_read_but_cannot_write(api):
     assert api.client.post("/v1/characters", headers=viewer.headers, json={"name": "X"}).status_code == 403
     assert create_episode(api, viewer, ids["series"]).status_code == 403
     assert upload_image(api, viewer, ids["mira"], png(4)).status_code == 403
+
+
+def test_an_idempotency_key_replays_the_first_episode_and_refuses_another_request(api):
+    owner = api.tenant()
+    ids = sample_series(api, owner)
+    keyed = {**owner.headers, "Idempotency-Key": "ep-1"}
+    first = api.client.post(f"/v1/series/{ids['series']}/episodes", headers=keyed,
+                            json={"number": 1, "title": "One", "story": "Mira waved."})
+    replay = api.client.post(f"/v1/series/{ids['series']}/episodes", headers=keyed,
+                             json={"number": 1, "title": "One", "story": "Mira waved."})
+    assert (first.status_code, replay.status_code) == (202, 200) and replay.json()["id"] == first.json()["id"]
+    other = api.client.post(f"/v1/series/{ids['series']}/episodes", headers=keyed,
+                            json={"number": 2, "title": "Two", "story": "Leo waved."})
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+    assert (_count(api, Episode), _count(api, Job)) == (1, 1)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/characters", {"name": "Mira", "description": "a\x00b"}),
+    ("/v1/characters", {"name": "Mira", "static_traits": {"eyes": "\x00"}}),
+    ("/v1/series", {"title": "a\x00b"}),
+    ("/v1/series", {"title": "line\nbreak"}),
+])
+def test_nul_and_control_characters_in_text_are_422_not_a_database_error(api, path, body):
+    owner = api.tenant()
+    r = api.client.post(path, headers=owner.headers, json=body)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+
+
+def test_a_nul_in_a_story_is_422(api):
+    owner = api.tenant()
+    ids = sample_series(api, owner)
+    r = create_episode(api, owner, ids["series"], story="Mira\x00 waved.")
+    assert r.status_code == 422 and _count(api, Episode) == 0
