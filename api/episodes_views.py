@@ -186,10 +186,16 @@ class EpisodeOut(BaseModel):
     cast: list[PinOut]
     continuity: ContinuityOut | None = Field(description="The findings of the latest package (null until built)")
     package_url: str | None = None
-    animatic_url: str | None = Field(None, description="Not rendered yet: the animatic is not built (always null)")
+    render_job_id: uuid.UUID | None = Field(None, description="The latest animatic render job")
+    render_status: str | None = None
+    animatic_url: str | None = Field(None, description="The latest rendered animatic (MP4), once there is one")
     estimate: dict[str, Any] | None
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+
+class RenderIn(_In):
+    burn_subtitles: bool = Field(False, description="Draw each line's subtitle on the frames too")
 
 
 class EstimateOut(BaseModel):
@@ -238,7 +244,8 @@ def episode_status(episode: Episode, job_status: str | None) -> str:
 
 
 def episode_out(episode: Episode, pins: list[CharacterVersion], job_status: str | None,
-                package: Artifact | None, links: LinkMinter) -> EpisodeOut:
+                package: Artifact | None, links: LinkMinter, *, animatic: Artifact | None = None,
+                render_status: str | None = None) -> EpisodeOut:
     findings = episode.continuity
     return EpisodeOut(
         id=episode.id, series_id=episode.series_id, number=episode.number, title=episode.title,
@@ -247,5 +254,6 @@ def episode_out(episode: Episode, pins: list[CharacterVersion], job_status: str 
               for v in pins],
         continuity=None if findings is None else ContinuityOut(
             passes=not any(f.get("severity") == "error" for f in findings), findings=findings),
-        package_url=links.url(package), estimate=episode.estimate,
+        package_url=links.url(package), render_job_id=episode.render_job_id, render_status=render_status,
+        animatic_url=links.url(animatic), estimate=episode.estimate,
         created_at=episode.created_at, updated_at=episode.updated_at)

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     # bytes of stored reference images.
     episodes_quota_packages_per_day: int = Field(default=500, ge=0)
     episodes_quota_reference_bytes: int = Field(default=5 * 1024**3, ge=0)
+    # The animatic render (POST /v1/episodes/{id}/render): seconds of video rendered per workspace per UTC month
+    # (charged with the plan's length when the render is queued), the longest episode rendered, and the frame rate
+    # of its stills (a still per shot: a low rate keeps the encode cheap; shots land within one frame of the plan).
+    episodes_quota_render_seconds_per_month: int = Field(default=36_000, ge=0)
+    episodes_max_render_seconds: int = Field(default=3_600, ge=1)
+    episodes_animatic_fps: int = Field(default=10, ge=1, le=30)
 
     log_level: str = "INFO"
     log_json: bool = True

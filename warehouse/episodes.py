@@ -3,9 +3,9 @@
 Every function takes the workspace id and filters on it (row-level security on PostgreSQL is the second
 lock, not the only one), so a foreign id reads as absent: the routes answer 404.
 
-``episode.status``: ``queued`` (created or re-pinned: a package job is on its way) -> ``ready`` (packaged,
+``episode.status`` (and ``render_job_id`` / ``animatic_artifact_id``): ``queued`` (created or re-pinned: a package job is on its way) -> ``ready`` (packaged,
 continuity passes) or ``blocked`` (packaged, continuity fails). Only :func:`queue_episode` and
-:func:`record_package` write it.
+:func:`record_package` write the status; :func:`queue_render` and :func:`record_animatic` the render columns.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from warehouse.episodes_models import (
     SceneAsset,
     Series,
 )
-from warehouse.models import Artifact
+from warehouse.models import Artifact, UsageCounter
 
 __all__ = ["EPISODE_TABLES", "Asset", "Character", "CharacterImage", "CharacterVersion", "Episode",
            "EpisodeCharacter", "Relationship", "Scene", "SceneAsset", "Series"]
@@ -230,6 +230,28 @@ def record_package(session: Session, workspace_id: uuid.UUID, episode_id: uuid.U
         Episode.workspace_id == workspace_id, Episode.id == episode_id, Episode.job_id == job_id
     ).values(status="ready" if passes else "blocked", continuity=findings, estimate=estimate,
              package_artifact_id=package_artifact_id, updated_at=utcnow())).rowcount == 1
+
+
+def queue_render(session: Session, episode: Episode, job_id: uuid.UUID) -> None:
+    """A render job follows the episode (the previous animatic stays until the new one is stored)."""
+    episode.render_job_id = job_id
+    episode.updated_at = utcnow()
+    session.flush()
+
+
+def record_animatic(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID, job_id: uuid.UUID,
+                    artifact_id: uuid.UUID) -> bool:
+    """The render job's MP4, only while that job is still the episode's latest render."""
+    return session.execute(update(Episode).where(
+        Episode.workspace_id == workspace_id, Episode.id == episode_id, Episode.render_job_id == job_id
+    ).values(animatic_artifact_id=artifact_id, updated_at=utcnow())).rowcount == 1
+
+
+def usage_since(session: Session, workspace_id: uuid.UUID, metric: str, first_day: str) -> int:
+    """A usage counter summed from ``first_day`` (``YYYY-MM-DD``, UTC) on: the monthly render quota reads it."""
+    return int(session.scalar(select(func.coalesce(func.sum(UsageCounter.value), 0)).where(
+        UsageCounter.workspace_id == workspace_id, UsageCounter.metric == metric,
+        UsageCounter.day >= first_day)) or 0)
 
 
 def replace_scenes(session: Session, workspace_id: uuid.UUID, episode_id: uuid.UUID,

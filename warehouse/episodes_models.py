@@ -177,6 +177,8 @@ class Episode(TimestampMixin, Base):
         _fk(("workspace_id", "series_id"), "series", "CASCADE"),
         _fk(("workspace_id", "job_id"), "job"),
         _fk(("workspace_id", "package_artifact_id"), "artifact"),
+        _fk(("workspace_id", "render_job_id"), "job"),
+        _fk(("workspace_id", "animatic_artifact_id"), "artifact"),
         Index("ix_episode_workspace_created", "workspace_id", "created_at", "id"),
     )
 
@@ -192,6 +194,8 @@ class Episode(TimestampMixin, Base):
     continuity: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # the findings of the latest package
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     package_artifact_id: Mapped[uuid.UUID | None] = mapped_column()
+    render_job_id: Mapped[uuid.UUID | None] = mapped_column()  # the latest animatic render job
+    animatic_artifact_id: Mapped[uuid.UUID | None] = mapped_column()  # its MP4, once rendered
     created_by: Mapped[uuid.UUID | None] = mapped_column()
 
 

@@ -9,6 +9,7 @@ call that takes the current versions and queues a new package job.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -29,6 +30,7 @@ from api.episodes_views import (
     EpisodeIn,
     EpisodeOut,
     EstimateOut,
+    RenderIn,
     SeriesIn,
     SeriesOut,
     definition_of,
@@ -41,12 +43,13 @@ from api.problems import ApiProblem, not_found, problem_responses
 from pipelines.episodes.errors import StoryTooLong, TooManyScenes, UnknownCharacter
 from pipelines.episodes.models import EpisodeInput, Series as SeriesDefinition, StyleGuide
 from pipelines.episodes.package import build_episode
-from pipelines.episodes.product import CARD, PACKAGE_KIND
+from pipelines.episodes.product import CARD, PACKAGE_KIND, RENDER_KIND
 from pipelines.episodes.script import check_story, split_paragraphs
 from resources.settings import Settings
 from warehouse import episodes as store_rows
 from warehouse import jobs as job_machine
 from warehouse.episodes import Episode
+from warehouse.db import utcnow
 from warehouse.models import Artifact
 from warehouse.usage import add_usage, usage_value
 
@@ -117,8 +120,11 @@ def _queue_package(session: Session, settings: Settings, request: Request, princ
 def _answer(session: Session, links: LinkMinter, episode: Episode) -> EpisodeOut:
     pins = store_rows.pinned_versions(session, episode.workspace_id, episode.id)
     package = session.get(Artifact, episode.package_artifact_id) if episode.package_artifact_id else None
+    animatic = session.get(Artifact, episode.animatic_artifact_id) if episode.animatic_artifact_id else None
+    render_status = (job_machine.status_of(session, episode.render_job_id, episode.workspace_id)
+                     if episode.render_job_id else None)
     return episode_out(episode, pins, job_machine.status_of(session, episode.job_id, episode.workspace_id),
-                       package, links)
+                       package, links, animatic=animatic, render_status=render_status)
 
 
 # --------------------------------------------------------------------------- series
@@ -218,5 +224,65 @@ def repin_episode(id: uuid.UUID, request: Request, principal: JobsReader, sessio
     store_rows.pin(session, episode, [versions[c] for c in cast])
     store_rows.queue_episode(session, episode, job.id)
     audit(session, request, principal, "episode.repin", "episode", str(episode.id), job_id=str(job.id))
+    return JSONResponse(_answer(session, links, episode).model_dump(mode="json"), status_code=202,
+                        headers=links.headers)
+
+
+# --------------------------------------------------------------------------- the animatic
+
+RENDER_METRIC = "episode_render_seconds"  # usage_counter: animatic seconds queued per workspace and UTC day
+
+
+def _month_start(now=None) -> tuple[str, int]:
+    """The first day of this UTC month (``YYYY-MM-01``) and the seconds until the next one starts."""
+    now = now or utcnow()
+    first = datetime(now.year, now.month, 1, tzinfo=UTC)
+    following = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+    return first.strftime("%Y-%m-%d"), max(1, int((following - now).total_seconds()))
+
+
+def _check_render(session: Session, settings: Settings, episode: Episode) -> int:
+    if episode.status == "blocked":
+        raise ApiProblem(409, "continuity_failed", "The episode's continuity check fails; fix the findings, re-pin, "
+                         "then render.", findings=len(episode.continuity or []))
+    if episode.status != "ready" or not episode.estimate:
+        raise ApiProblem(409, "not_packaged", "The episode's package is not built yet; render once it is ready.")
+    if episode.render_job_id and job_machine.status_of(
+            session, episode.render_job_id, episode.workspace_id) in job_machine.ACTIVE_STATUSES:
+        raise ApiProblem(409, "render_busy", "A render of this episode is still active.",
+                         job_id=str(episode.render_job_id))
+    seconds = int(episode.estimate.get("animatic_render_seconds", 0))
+    if seconds > settings.episodes_max_render_seconds:
+        raise ApiProblem(422, "episode_too_long_to_render", f"The episode lasts {seconds} s; the animatic renders "
+                         f"at most {settings.episodes_max_render_seconds} s.", limit=settings.episodes_max_render_seconds)
+    quota = settings.episodes_quota_render_seconds_per_month
+    first_day, retry_after = _month_start()
+    used = store_rows.usage_since(session, episode.workspace_id, RENDER_METRIC, first_day)
+    if quota and used + seconds > quota:
+        raise ApiProblem(429, "quota_exceeded", f"This render ({seconds} s) would pass the workspace's monthly "
+                         f"render quota ({used} of {quota} s used); it resets on the first of the month (UTC).",
+                         title="Quota exceeded", headers={"Retry-After": str(retry_after)}, metric=RENDER_METRIC,
+                         used=used, limit=quota)
+    return seconds
+
+
+@router.post("/episodes/{id}/render", status_code=202, response_model=EpisodeOut,
+             responses=problem_responses(404, 409, 429))
+def render_episode(id: uuid.UUID, request: Request, principal: JobsReader, session: DbSession,
+                   settings: SettingsDep, links: Links, body: RenderIn | None = None) -> JSONResponse:
+    """Queue the animatic (continuity must pass; the monthly render quota is checked and charged first)."""
+    episode = _episode(session, principal.workspace_id, id)
+    authorize(principal, "editor", "jobs:write")
+    seconds = _check_render(session, settings, episode)
+    ensure_job_capacity(session, settings, principal.workspace_id, RENDER_KIND)
+    payload = {"episode_id": str(episode.id), "burn_subtitles": bool(body and body.burn_subtitles)}
+    job = job_machine.submit_job(
+        session, workspace_id=principal.workspace_id, kind=RENDER_KIND, payload=payload,
+        max_attempts=CARD.kind(RENDER_KIND).max_attempts or settings.job_max_attempts, subject_id=episode.id,
+        partition_key=str(episode.id), created_by=principal.user_id, request_id=request_id(request)).job
+    store_rows.queue_render(session, episode, job.id)
+    add_usage(session, principal.workspace_id, RENDER_METRIC, seconds)
+    audit(session, request, principal, "episode.render", "episode", str(episode.id), job_id=str(job.id),
+          seconds=seconds)
     return JSONResponse(_answer(session, links, episode).model_dump(mode="json"), status_code=202,
                         headers=links.headers)

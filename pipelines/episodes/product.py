@@ -1,9 +1,8 @@
 """The Episodes card: characters defined once, an episode package per story, continuity checks.
 
 ``episode_package`` builds the package (script -> scenes -> asset plan -> render plan -> ZIP) for one episode,
-partition key = the episode id. The animatic render (``episode_render``, pool ``render``) is not built yet: its
-payload and pool are named here, and the kind joins ``CARD.job_kinds`` with its asset, sensor and route (a kind
-on the card must be runnable: ``tests/platform/test_architecture.py`` checks it). See docs/episodes.md.
+partition key = the episode id. ``episode_render`` encodes the package's animatic (MP4) in pool ``render`` (one
+encode per worker at a time), on the same partition. See docs/episodes.md.
 """
 
 from __future__ import annotations
@@ -43,6 +42,9 @@ CARD = ProductCard(
                 description="Episodes: build an episode package (script, scenes, asset and render plans, ZIP)",
                 submit_via_jobs_api=False,
                 product_route="POST /v1/series/{id}/episodes (or POST /v1/episodes/{id}/repin)"),
+        JobKind(RENDER_KIND, partitions=PARTITIONS, payload_model=EpisodeRenderPayload, pool=RENDER_POOL,
+                description="Episodes: render the animatic MP4 of a packaged episode whose continuity passes",
+                submit_via_jobs_api=False, product_route="POST /v1/episodes/{id}/render"),
     ),
     artifact_ttls={"input": "retention_days_input", "intermediate": "retention_days_intermediate",
                    "output": "retention_days_output"},

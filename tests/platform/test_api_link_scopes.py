@@ -160,6 +160,17 @@ def _repin(api, w, headers):
     return api.client.post(f"/v1/episodes/{w['episode']}/repin", headers=headers)
 
 
+def _render(api, w, headers):
+    """A render needs a packaged episode and no active render: end whatever the previous calls queued."""
+    with system_session(api.system) as s:
+        episode = s.get(Episode, uuid.UUID(w["episode"]))
+        for job_id in (episode.job_id, episode.render_job_id):
+            if job_id is not None:
+                s.execute(update(Job).where(Job.id == job_id).values(status="succeeded"))
+        s.execute(update(Episode).where(Episode.id == episode.id).values(status="ready"))
+    return api.client.post(f"/v1/episodes/{w['episode']}/render", headers=headers)
+
+
 def _finish_run_job(api, world) -> None:
     """Resume and retry need the run's job finished: end whatever job the previous call queued."""
     with system_session(api.system) as s:
@@ -200,6 +211,7 @@ EXERCISES: dict[tuple[str, str], Callable] = {
         f"/v1/series/{w['series']}/episodes", headers={**h, "Idempotency-Key": "seed"}, json=EPISODE),
     ("GET", "/v1/episodes/{id}"): lambda api, w, h: api.client.get(f"/v1/episodes/{w['episode']}", headers=h),
     ("POST", "/v1/episodes/{id}/repin"): _repin,
+    ("POST", "/v1/episodes/{id}/render"): _render,
 }
 
 
@@ -238,4 +250,4 @@ def test_no_working_link_without_artifacts_read_and_working_links_with_it(api, s
         for link in links:
             assert api.client.get(path_of(link)).status_code == 200, f"{route}: {link} does not work"
     # jobs:read alone reads the GET routes (and is refused writes); jobs:write reaches the submits too.
-    assert answered == (7 if scopes == ["jobs:read"] else 14)
+    assert answered == (7 if scopes == ["jobs:read"] else 15)

@@ -25,7 +25,7 @@ from warehouse.db import normalize_url
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_FILE = ROOT / "dagster.yaml"
 DEPLOY_FILE = ROOT / "deploy" / "dagster.yaml"
-POOLS = {"gpu", "libreoffice", "linkedin"}
+POOLS = {"gpu", "libreoffice", "linkedin", "render"}
 
 
 def _limits(coordinator: QueuedRunCoordinator) -> list[dict]:

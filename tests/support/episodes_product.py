@@ -10,9 +10,15 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
+from assets.episodes.animatic import episode_animatic
 from assets.episodes.assets import EPISODE_ASSETS
 from resources.dagster_resources import DatabaseResource
-from sensors.episodes import episode_package_job, episodes_dispatch_sensor
+from sensors.episodes import (
+    episode_package_job,
+    episode_render_dispatch_sensor,
+    episode_render_job,
+    episodes_dispatch_sensor,
+)
 from tests.support.dagster_runs import add_requested_partitions, report_run_to_sensors
 
 STORY = """INT. LIGHTHOUSE - NIGHT
@@ -82,15 +88,18 @@ def create_episode(api, tenant, series_id: str, number: int = 1, story: str = ST
                            json={"number": number, "title": "The Dark Lamp", "story": story, **fields})
 
 
-def run_episode_cycle(instance, api, db_url: str):
-    """One daemon cycle: sensor tick, the requested package run(s) in process, run-status sensors."""
+def run_episode_cycle(instance, api, db_url: str, *, render: bool = False):
+    """One daemon cycle: sensor tick, the requested package (or render) run(s) in process, run-status sensors."""
     resources = {"database": DatabaseResource(url=db_url), "object_store": api.store}
-    tick = episodes_dispatch_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    sensor, job = ((episode_render_dispatch_sensor, episode_render_job) if render
+                   else (episodes_dispatch_sensor, episode_package_job))
+    tick = sensor(dg.build_sensor_context(instance=instance, resources=resources))
     add_requested_partitions(instance, tick)
-    defs = dg.Definitions(assets=EPISODE_ASSETS, jobs=[episode_package_job], resources=resources)
+    defs = dg.Definitions(assets=[*EPISODE_ASSETS, episode_animatic], jobs=[episode_package_job, episode_render_job],
+                          resources=resources)
     results = []
     for request in tick.run_requests:
-        result = defs.resolve_job_def(request.job_name or episode_package_job.name).execute_in_process(
+        result = defs.resolve_job_def(request.job_name or job.name).execute_in_process(
             partition_key=request.partition_key, tags=request.tags, instance=instance, raise_on_error=False)
         report_run_to_sensors(instance, result, resources)
         results.append((request, result))
