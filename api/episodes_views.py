@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.links import LinkMinter
+from api.pagination import Page
 from api.schemas import PlainText, UtcDatetime
 from pipelines.episodes.models import (
     NAME_PATTERN,
@@ -198,6 +199,28 @@ class RenderIn(_In):
     burn_subtitles: bool = Field(False, description="Draw each line's subtitle on the frames too")
 
 
+class EpisodeSummary(BaseModel):
+    id: uuid.UUID
+    number: int
+    title: str
+    status: str
+    job_id: uuid.UUID
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class EpisodePage(Page[EpisodeSummary]):
+    pass
+
+
+class CharacterPage(Page[CharacterOut]):
+    pass
+
+
+class SeriesPage(Page[SeriesOut]):
+    pass
+
+
 class EstimateOut(BaseModel):
     episode_id: uuid.UUID
     source: str = Field(description="package: from the latest package; computed: from the pins, before a package")
@@ -257,3 +280,9 @@ def episode_out(episode: Episode, pins: list[CharacterVersion], job_status: str 
         package_url=links.url(package), render_job_id=episode.render_job_id, render_status=render_status,
         animatic_url=links.url(animatic), estimate=episode.estimate,
         created_at=episode.created_at, updated_at=episode.updated_at)
+
+
+def episode_summary(episode: Episode, job_status: str | None) -> EpisodeSummary:
+    return EpisodeSummary(id=episode.id, number=episode.number, title=episode.title,
+                          status=episode_status(episode, job_status), job_id=episode.job_id,
+                          created_at=episode.created_at, updated_at=episode.updated_at)

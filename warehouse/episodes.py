@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from warehouse.db import utcnow
@@ -31,7 +31,7 @@ from warehouse.episodes_models import (
     SceneAsset,
     Series,
 )
-from warehouse.models import Artifact, UsageCounter
+from warehouse.models import Artifact, Job, UsageCounter
 
 __all__ = ["EPISODE_TABLES", "Asset", "Character", "CharacterImage", "CharacterVersion", "Episode",
            "EpisodeCharacter", "Relationship", "Scene", "SceneAsset", "Series"]
@@ -290,6 +290,27 @@ def replace_scene_assets(session: Session, workspace_id: uuid.UUID, episode_id: 
         count += 1
     session.flush()
     return count
+
+
+def characters_query(workspace_id: uuid.UUID) -> Select:
+    return select(Character).where(Character.workspace_id == workspace_id)
+
+
+def series_query(workspace_id: uuid.UUID) -> Select:
+    return select(Series).where(Series.workspace_id == workspace_id)
+
+
+def episodes_query(workspace_id: uuid.UUID, series_id: uuid.UUID) -> Select:
+    """A series' episodes (the unique (series_id, number) index serves the ascending listing)."""
+    return select(Episode).where(Episode.workspace_id == workspace_id, Episode.series_id == series_id)
+
+
+def job_statuses(session: Session, workspace_id: uuid.UUID, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    wanted = set(job_ids)
+    if not wanted:
+        return {}
+    return dict(session.execute(select(Job.id, Job.status).where(Job.workspace_id == workspace_id,
+                                                                Job.id.in_(wanted))).all())
 
 
 def job_outputs(session: Session, workspace_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Artifact]:

@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Path as PathParam, Request
+from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,7 @@ from api.deps import DbSession, JobsReader, JobsWriter, SettingsDep, StoreDep, a
 from api.episodes_views import (
     CharacterIn,
     CharacterOut,
+    CharacterPage,
     CharacterPatch,
     ImageUploadOut,
     NearDuplicate,
@@ -35,6 +36,7 @@ from api.episodes_views import (
     relationship_out,
 )
 from api.limits import seconds_until_next_day, upload_limits
+from api.pagination import Cursor, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from api.uploads import stream_upload_to_store
 from pipelines.episodes.errors import UnknownCharacter
@@ -90,6 +92,16 @@ def create_character(body: CharacterIn, request: Request, principal: JobsWriter,
         principal.user_id, character_id=character_id)
     audit(session, request, principal, "character.create", "character", str(character.id))
     return character_out(character, version)
+
+
+@router.get("/characters", response_model=CharacterPage)
+def list_characters(principal: JobsReader, session: DbSession, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                    cursor: Cursor = None) -> CharacterPage:
+    """Newest first, each at its current version (two queries per page)."""
+    page, next_cursor = newest_first_page(session, store_rows.characters_query(principal.workspace_id),
+                                          store_rows.Character, limit=limit, cursor=cursor)
+    versions = store_rows.current_versions(session, principal.workspace_id, [c.id for c in page])
+    return CharacterPage(items=[character_out(c, versions[c.id]) for c in page], next_cursor=next_cursor)
 
 
 @router.get("/characters/{id}", response_model=CharacterOut, responses=problem_responses(404))

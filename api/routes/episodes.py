@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,16 +30,20 @@ from api.deps import (
 from api.episodes_views import (
     EpisodeIn,
     EpisodeOut,
+    EpisodePage,
     EstimateOut,
     RenderIn,
     SeriesIn,
     SeriesOut,
+    SeriesPage,
     definition_of,
     episode_out,
+    episode_summary,
     series_out,
 )
 from api.limits import ensure_job_capacity, seconds_until_next_day
 from api.links import LinkMinter, Links
+from api.pagination import Cursor, ascending_int_page, newest_first_page
 from api.problems import ApiProblem, not_found, problem_responses
 from pipelines.episodes.errors import StoryTooLong, TooManyScenes, UnknownCharacter
 from pipelines.episodes.models import EpisodeInput, Series as SeriesDefinition, StyleGuide
@@ -137,6 +142,25 @@ def create_series(body: SeriesIn, request: Request, principal: JobsWriter, sessi
                                 created_by=principal.user_id)
     audit(session, request, principal, "series.create", "series", str(row.id))
     return series_out(row)
+
+
+@router.get("/series", response_model=SeriesPage)
+def list_series(principal: JobsReader, session: DbSession, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                cursor: Cursor = None) -> SeriesPage:
+    page, next_cursor = newest_first_page(session, store_rows.series_query(principal.workspace_id),
+                                          store_rows.Series, limit=limit, cursor=cursor)
+    return SeriesPage(items=[series_out(row) for row in page], next_cursor=next_cursor)
+
+
+@router.get("/series/{id}/episodes", response_model=EpisodePage, responses=problem_responses(404))
+def list_episodes(id: uuid.UUID, principal: JobsReader, session: DbSession,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> EpisodePage:
+    """A series' episodes by number (two queries per page: the episodes, their jobs' statuses)."""
+    series = _series(session, principal.workspace_id, id)
+    page, next_cursor = ascending_int_page(session, store_rows.episodes_query(principal.workspace_id, series.id),
+                                           Episode.number, cursor_field="number", limit=limit, cursor=cursor)
+    statuses = store_rows.job_statuses(session, principal.workspace_id, [e.job_id for e in page])
+    return EpisodePage(items=[episode_summary(e, statuses.get(e.job_id)) for e in page], next_cursor=next_cursor)
 
 
 @router.get("/series/{id}", response_model=SeriesOut, responses=problem_responses(404))

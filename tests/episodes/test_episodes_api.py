@@ -283,3 +283,23 @@ def test_a_nul_in_a_story_is_422(api):
     ids = sample_series(api, owner)
     r = create_episode(api, owner, ids["series"], story="Mira\x00 waved.")
     assert r.status_code == 422 and _count(api, Episode) == 0
+
+
+def test_lists_page_characters_series_and_a_series_episodes(api):
+    owner, stranger = api.tenant(), api.tenant()
+    ids = sample_series(api, owner)
+    for number in (3, 1, 2):
+        assert create_episode(api, owner, ids["series"], number=number).status_code == 202
+    first = api.client.get("/v1/characters?limit=1", headers=owner.headers).json()
+    second = api.client.get(f"/v1/characters?limit=1&cursor={first['next_cursor']}", headers=owner.headers).json()
+    assert [first["items"][0]["name"], second["items"][0]["name"]] == ["Leo", "Mira"] and not second["next_cursor"]
+    assert second["items"][0]["version"] == 2  # the current version
+    assert [s["id"] for s in api.client.get("/v1/series", headers=owner.headers).json()["items"]] == [ids["series"]]
+    page = api.client.get(f"/v1/series/{ids['series']}/episodes?limit=2", headers=owner.headers).json()
+    rest = api.client.get(f"/v1/series/{ids['series']}/episodes?cursor={page['next_cursor']}",
+                          headers=owner.headers).json()
+    assert [e["number"] for e in page["items"] + rest["items"]] == [1, 2, 3]
+    assert {e["status"] for e in page["items"]} == {"queued"}
+    assert api.client.get("/v1/characters", headers=stranger.headers).json()["items"] == []
+    assert api.client.get("/v1/series", headers=stranger.headers).json()["items"] == []
+    assert api.client.get(f"/v1/series/{ids['series']}/episodes", headers=stranger.headers).status_code == 404
