@@ -142,6 +142,28 @@ class Settings(BaseSettings):
     # SQLite only: how long a write waits for another writer's lock before the API answers 503 database_busy.
     sqlite_busy_timeout_seconds: float = Field(default=5.0, ge=0, le=600)
 
+    # -- Episodes (api/routes/characters.py, api/routes/episodes.py; docs/architecture.md "Bad input and abuse") --
+    # Reference image uploads: bytes, pixels a side (Pillow's decompression-bomb guard is set to side x side),
+    # and the Hamming distance (of 64 bits) under which a perceptual hash is reported as a near duplicate;
+    # the near-duplicate scan reads at most ``episodes_near_duplicate_scan`` of the workspace's newest images.
+    episodes_max_image_bytes: int = Field(default=20 * 1024**2, gt=0)
+    episodes_max_image_side: int = Field(default=4096, ge=16, le=4096)
+    episodes_near_duplicate_distance: int = Field(default=6, ge=0, le=32)
+    episodes_near_duplicate_scan: int = Field(default=5000, ge=1)
+    # Stories: characters and scenes (paragraphs); the domain's own ceilings (100,000 / 200) cap these.
+    episodes_max_story_chars: int = Field(default=100_000, ge=1, le=100_000)
+    episodes_max_scenes: int = Field(default=200, ge=1, le=200)
+    # Quotas per workspace (0 turns one off): episode package jobs queued per UTC day (create and re-pin), and
+    # bytes of stored reference images.
+    episodes_quota_packages_per_day: int = Field(default=500, ge=0)
+    episodes_quota_reference_bytes: int = Field(default=5 * 1024**3, ge=0)
+    # The animatic render (POST /v1/episodes/{id}/render): seconds of video rendered per workspace per UTC month
+    # (charged with the plan's length when the render is queued), the longest episode rendered, and the frame rate
+    # of its stills (a still per shot: a low rate keeps the encode cheap; shots land within one frame of the plan).
+    episodes_quota_render_seconds_per_month: int = Field(default=36_000, ge=0)
+    episodes_max_render_seconds: int = Field(default=3_600, ge=1)
+    episodes_animatic_fps: int = Field(default=10, ge=1, le=30)
+
     log_level: str = "INFO"
     log_json: bool = True
     # Engine for /metrics job counts; on PostgreSQL a kiln_system role sees every tenant (default: the API's URL).

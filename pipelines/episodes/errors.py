@@ -54,3 +54,26 @@ class PackageInvalid(PermanentError):
 def describe_schema_error(error: ValidationError) -> str:
     """``$.scenes[0].lines[1].speaker: must be of type string``: the platform's wording, never a repr of values."""
     return str(describe(error)[0])
+
+
+class ImageUnsupported(InvalidInput):
+    """Not PNG, JPEG or WebP (an SVG, a GIF, ...): vector images can carry scripts and external references."""
+
+    code = "unsupported_image_type"
+    title = "This image type is not accepted"
+    http_status = 415
+
+
+class ImageInvalid(InvalidInput):
+    code = "image_invalid"
+    title = "The file is not a readable image"
+
+
+class ImageTooLarge(PayloadTooLarge):
+    code = "image_too_large"
+    title = "The image is too large"
+
+
+class UnknownCharacter(InvalidInput):
+    code = "unknown_character"
+    title = "A character is not defined in this workspace"

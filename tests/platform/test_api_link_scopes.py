@@ -19,10 +19,12 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.documents_product import name_email_template
+from tests.support.episodes_product import sample_series
 from tests.support.api import api, path_of  # noqa: F401 - fixture
 from tests.video_notes.test_video_product_api import NO_AUDIO
 from warehouse.db import system_session, utcnow
 from warehouse.documents import BulkRow, BulkRun
+from warehouse.episodes import Episode
 from warehouse.models import Job
 from warehouse.video_notes import Highlight, VideoAsset
 
@@ -132,8 +134,41 @@ def _world(api, owner) -> dict[str, str]:
                       error_code="x", error_message="x", updated_at=utcnow()))
     artifact_job = api.job(owner)
     artifact_id = api.artifact(owner, b"plain artifact", job_id=artifact_job)
+
+    series = sample_series(api, owner)["series"]
+    episode = api.client.post(f"/v1/series/{series}/episodes", headers={**owner.headers, "Idempotency-Key": "seed"},
+                              json=EPISODE)
+    assert episode.status_code == 202, episode.text
+    episode_id, episode_job = uuid.UUID(episode.json()["id"]), uuid.UUID(episode.json()["job_id"])
+    package_id = api.artifact(owner, b"PK package", filename="episode-1-package.zip", job_id=episode_job)
+    with system_session(api.system) as s:
+        s.execute(update(Job).where(Job.id == episode_job).values(status="succeeded", progress=100))
+        s.execute(update(Episode).where(Episode.id == episode_id).values(
+            status="ready", continuity=[], estimate={"total_micros": 0}, package_artifact_id=package_id))
     return {"video": str(video_id), "template": template_id, "run": str(run_id), "artifact": str(artifact_id),
-            "job": str(artifact_job)}
+            "job": str(artifact_job), "series": series, "episode": str(episode_id)}
+
+
+EPISODE = {"number": 1, "title": "Seed", "story": 'Mira waved. "Hi," said Leo.'}
+
+
+def _repin(api, w, headers):
+    """A re-pin needs the episode's job finished: end whatever job the previous call queued."""
+    with system_session(api.system) as s:
+        job_id = s.scalar(select(Episode.job_id).where(Episode.id == uuid.UUID(w["episode"])))
+        s.execute(update(Job).where(Job.id == job_id).values(status="succeeded"))
+    return api.client.post(f"/v1/episodes/{w['episode']}/repin", headers=headers)
+
+
+def _render(api, w, headers):
+    """A render needs a packaged episode and no active render: end whatever the previous calls queued."""
+    with system_session(api.system) as s:
+        episode = s.get(Episode, uuid.UUID(w["episode"]))
+        for job_id in (episode.job_id, episode.render_job_id):
+            if job_id is not None:
+                s.execute(update(Job).where(Job.id == job_id).values(status="succeeded"))
+        s.execute(update(Episode).where(Episode.id == episode.id).values(status="ready"))
+    return api.client.post(f"/v1/episodes/{w['episode']}/render", headers=headers)
 
 
 def _finish_run_job(api, world) -> None:
@@ -172,6 +207,11 @@ EXERCISES: dict[tuple[str, str], Callable] = {
     ("POST", "/v1/artifacts/{id}/download-link"): lambda api, w, h: api.client.post(
         f"/v1/artifacts/{w['artifact']}/download-link", headers=h),
     ("GET", "/v1/jobs/{id}/artifacts"): lambda api, w, h: api.client.get(f"/v1/jobs/{w['job']}/artifacts", headers=h),
+    ("POST", "/v1/series/{id}/episodes"): lambda api, w, h: api.client.post(
+        f"/v1/series/{w['series']}/episodes", headers={**h, "Idempotency-Key": "seed"}, json=EPISODE),
+    ("GET", "/v1/episodes/{id}"): lambda api, w, h: api.client.get(f"/v1/episodes/{w['episode']}", headers=h),
+    ("POST", "/v1/episodes/{id}/repin"): _repin,
+    ("POST", "/v1/episodes/{id}/render"): _render,
 }
 
 
@@ -210,4 +250,4 @@ def test_no_working_link_without_artifacts_read_and_working_links_with_it(api, s
         for link in links:
             assert api.client.get(path_of(link)).status_code == 200, f"{route}: {link} does not work"
     # jobs:read alone reads the GET routes (and is refused writes); jobs:write reaches the submits too.
-    assert answered == (6 if scopes == ["jobs:read"] else 11)
+    assert answered == (7 if scopes == ["jobs:read"] else 15)

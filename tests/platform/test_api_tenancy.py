@@ -30,6 +30,8 @@ BODIES = {
     ("PATCH", "/v1/workspace/members/{user_id}"): {"role": "viewer"},
     ("POST", "/v1/artifacts/{id}/download-link"): {"expires_in_seconds": 60},
     ("POST", "/v1/templates/{id}/render"): {"values": {"name": "x", "email": "y"}, "format": "docx"},
+    ("PATCH", "/v1/characters/{id}"): {"description": "changed"},
+    ("POST", "/v1/series/{id}/episodes"): {"number": 9, "title": "T", "story": "Mira waved."},
 }
 
 
@@ -51,7 +53,18 @@ def _foreign_objects(api, victim):
         "tokens": str(token_id),
         "members": str(second_member.user_id),
         "videos": str(make_foreign_video(api, victim)),
+        **_foreign_episodes(api, victim),
     }
+
+
+def _foreign_episodes(api, victim) -> dict[str, str]:
+    """Characters (with versions), a series and an episode of the victim's, made through the API."""
+    from tests.support.episodes_product import create_episode, sample_series
+
+    ids = sample_series(api, victim)
+    episode = create_episode(api, victim, ids["series"])
+    assert episode.status_code == 202, episode.text
+    return {"characters": ids["mira"], "series": ids["series"], "episodes": episode.json()["id"]}
 
 
 def _foreign_documents(api, victim) -> dict[str, str]:

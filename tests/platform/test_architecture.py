@@ -30,11 +30,12 @@ PRODUCT_MODULES = {
                     "api.routes.videos", "api.video_views", "api.video_input", "api.cli_video"),
     "documents": ("pipelines.documents", "assets.documents", "sensors.documents", "warehouse.documents",
                   "api.routes.templates", "api.routes.bulk_runs", "api.bulk_input", "api.render_gate"),
+    "episodes": ("pipelines.episodes", "assets.episodes", "sensors.episodes", "warehouse.episodes",
+                 "warehouse.episodes_models", "api.routes.characters", "api.routes.episodes", "api.episodes_views"),
 }
 # Products whose groundwork landed before their card (no routes, assets or sensors yet): held to the same rule.
 UNCARDED_PRODUCT_MODULES = {
     "linkedin": ("pipelines.linkedin", "resources.linkedin_client", "resources.linkedin_emulator"),
-    "episodes": ("pipelines.episodes",),
 }
 
 

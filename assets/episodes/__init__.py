@@ -1,0 +1,1 @@
+"""Episodes product assets (see assets.py)."""
