@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pipelines.card import JobKind, ProductCard
 from pipelines.documents.product import CARD as DOCUMENTS
+from pipelines.linkedin.product import CARD as LINKEDIN
 from pipelines.selftest.product import CARD as SELFTEST
 from pipelines.video_notes.product import CARD as VIDEO_NOTES
 
-PRODUCTS: tuple[ProductCard, ...] = (SELFTEST, VIDEO_NOTES, DOCUMENTS)
+PRODUCTS: tuple[ProductCard, ...] = (SELFTEST, VIDEO_NOTES, DOCUMENTS, LINKEDIN)
 
 
 def all_job_kinds(products: tuple[ProductCard, ...] | None = None) -> dict[str, JobKind]:
