@@ -32,6 +32,7 @@ from pipelines.linkedin import drafts as rules
 from pipelines.linkedin.commentary import build_post_body, request_fingerprint
 from pipelines.linkedin.outcomes import ClassifyContext, Outcome, OutcomeKind, classify, find_matching_post, next_utc_midnight
 from resources.linkedin_client import LinkedInAuthError, LinkedInClient, LinkedInError
+from resources.objectstore import as_utc
 from resources.linkedin_tokens import ACCESS, REFRESH, associated, seal, unseal
 from resources.secrets_envelope import EnvelopeCipher, SecretsError
 from resources.settings import Settings
@@ -81,7 +82,8 @@ def _load(env: PostingEnv, workspace_id: uuid.UUID, schedule_id: uuid.UUID, clai
         state = rules.DraftState(rules.DraftStatus(draft.status), draft.text, str(draft.author_id),
                                  rules.Approval(draft.approved_sha256, "", utcnow()) if draft.approved_sha256 else None)
         return _Snapshot(workspace_id, schedule_id, account.id, account.status, account.member_urn,
-                         list(account.scopes or []), account.cooldown_until, schedule.backoffs, draft.text,
+                         list(account.scopes or []), as_utc(account.cooldown_until) if account.cooldown_until else None,
+                         schedule.backoffs, draft.text,
                          rules.approval_holds(state), any(a.status in OPEN_ATTEMPTS for a in tries),
                          sum(1 for a in tries if a.reconciling))
 
