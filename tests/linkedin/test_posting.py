@@ -9,9 +9,11 @@ import dagster as dg
 from sqlalchemy import select
 
 from resources.dagster_resources import DatabaseResource
+from resources.linkedin_tokens import ACCESS, REFRESH, associated, build_cipher, unseal
 from resources.settings import get_settings
 from tests.support.dagster_runs import add_requested_partitions, report_run_to_sensors
 from tests.support.linkedin_product import li  # noqa: F401 - fixture
+from warehouse import linkedin as store
 from warehouse import linkedin_posting as posting
 from warehouse.db import system_session
 from warehouse.linkedin_models import LinkedInAccount, PostAttempt, Schedule
@@ -173,12 +175,20 @@ def test_kilns_own_daily_budget_defers_to_midnight_without_sending(li):
     assert li.emulator_posts()["count"] == 1
 
 
-def test_401_refreshes_once_and_without_a_refresh_token_blocks_for_reauth(li):
+def test_401_refreshes_once_and_without_a_refresh_token_blocks_for_reauth(li, caplog):
     owner, (account_id,), _ = _setup(li, 1)
     li.queue_faults("unauthorized")
+    caplog.set_level("DEBUG")
     assert li.run_claims(li.claim()) == ["published"]
     with system_session(li.api.system) as s:
         assert s.scalar(select(AuditLog.id).where(AuditLog.action == "linkedin.token_refreshed"))
+        account = s.get(LinkedInAccount, account_id)
+        cipher = build_cipher(li.api.settings)
+        tokens = [unseal(cipher, store.sealed(account, prefix), associated(account.workspace_id, account.id, purpose))
+                  .get_secret_value() for prefix, purpose in (("access_token", ACCESS), ("refresh_token", REFRESH))]
+        trail = repr([(a.action, a.detail) for a in s.scalars(select(AuditLog))])
+    for token in tokens:  # neither the refreshed access token nor the refresh token leaks anywhere
+        assert token not in caplog.text and token not in li.api.log.getvalue() and token not in trail
 
     li.emulator_config(issue_refresh_tokens=False)
     other = li.tenant()
