@@ -166,7 +166,7 @@ def _check_commentary(text: str) -> None:
                          issues=[{"code": i.code, "message": i.message, "offset": i.offset} for i in issues])
 
 
-@router.post("/drafts", status_code=201, response_model=DraftOut)
+@router.post("/drafts", status_code=201, response_model=DraftOut, responses=problem_responses(404))
 def create_draft(body: DraftIn, request: Request, principal: Viewer, session: DbSession) -> DraftOut:
     """A draft from a person or from the GenAI team's service (a token with ``drafts:write``)."""
     authorize(principal, "editor", "drafts:write")
