@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -168,6 +168,19 @@ def disconnect_account(session: Session, account: LinkedInAccount) -> int:
     ).rowcount
     session.flush()
     return paused
+
+
+def resume_after_reconnect(session: Session, account: LinkedInAccount, *, now: datetime,
+                           grace_seconds: int) -> int:
+    """Schedules that waited for re-authorization go out again if their time is within the grace window;
+    older ones stay ``blocked_reauth`` for a person to reschedule. Returns how many resumed."""
+    return session.execute(
+        update(Schedule)
+        .where(Schedule.workspace_id == account.workspace_id, Schedule.account_id == account.id,
+               Schedule.status == "blocked_reauth",
+               Schedule.publish_at >= now - timedelta(seconds=grace_seconds))
+        .values(status="scheduled", next_attempt_at=now, updated_at=now, error_code=None, error_message=None)
+        .execution_options(synchronize_session=False)).rowcount
 
 
 def mark_needs_reauth(session: Session, workspace_id: uuid.UUID, account_id: uuid.UUID) -> bool:

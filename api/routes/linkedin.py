@@ -146,11 +146,14 @@ def callback(request: Request, session: RawSession, settings: SettingsDep,
     store.store_tokens(session, account, access=access, access_expires_at=tokens.expires_at, refresh=refresh,
                        refresh_expires_at=tokens.refresh_token_expires_at, scopes=sorted(tokens.scopes),
                        now=utcnow())
+    resumed = store.resume_after_reconnect(session, account, now=utcnow(),
+                                           grace_seconds=settings.linkedin_reauth_grace_seconds)
     session.add(AuditLog(workspace_id=workspace_id, actor_user_id=row.user_id,
                          action="linkedin.connected" if created else "linkedin.reconnected",
                          target_type="linkedin_account", target_id=str(account.id), request_id=request_id(request),
                          detail={"member_urn": member.author_urn, "scopes": sorted(tokens.scopes),
-                                 "refresh_token": "received" if refresh else "kept" if not created else "none"}))
+                                 "refresh_token": "received" if refresh else "kept" if not created else "none",
+                                 "schedules_resumed": resumed}))
     return _result_redirect(settings, "connected", account_id=str(account.id))
 
 

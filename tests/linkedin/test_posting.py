@@ -202,6 +202,13 @@ def test_401_refreshes_once_and_without_a_refresh_token_blocks_for_reauth(li, ca
     assert listing[0]["status"] == "needs_reauth" and listing[0]["reconnect_url"] == "/v1/linkedin/connect"
     assert li.client.get(f"/v1/drafts/{draft['id']}", headers=other.headers).json()["schedule"]["status"] == (
         "blocked_reauth")
+    assert li.emulator_posts()["count"] == 1
+
+    li.connect(other, member="NoRefresh")  # reconnecting resumes the blocked post (within the grace window)
+    assert li.client.get("/v1/linkedin/accounts", headers=other.headers).json()["items"][0]["status"] == "connected"
+    _drive(li)
+    got = li.client.get(f"/v1/drafts/{draft['id']}", headers=other.headers).json()
+    assert got["status"] == "published" and li.emulator_posts()["count"] == 2
 
 
 def test_the_sensor_claims_once_and_requests_a_run_per_claim_in_the_linkedin_pool(li, monkeypatch):
