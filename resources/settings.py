@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     # Ambiguous outcomes: reconciliation sends (identical resend or a read) before needs_review.
     linkedin_reconcile_attempts: int = Field(default=2, ge=1, le=10)
     linkedin_allow_self_approval: bool = False
+    # The daily token job refreshes access tokens expiring within this many days (where a refresh token exists);
+    # an account without one becomes needs_reauth this many days before its access token expires.
+    linkedin_refresh_window_days: int = Field(default=7, ge=1, le=59)
     # Posts blocked while their account needed re-authorization go out after a reconnect if their publish_at
     # is at most this old; older ones stay blocked_reauth for a person to reschedule.
     linkedin_reauth_grace_seconds: int = Field(default=24 * 3600, ge=0)

@@ -4,7 +4,8 @@ Each tick, in one system transaction, claims due schedules (and schedules whose 
 died, so the next run must reconcile) with a conditional update each, and creates one ``linkedin_post`` job
 per claim, partition key = schedule id. Then the shared dispatch helper requests the runs; their run key is
 ``<schedule_id>:<claims>`` (the schedule's run number), so Dagster never starts two runs for one claim even
-when a tick is evaluated twice. ``generate_draft_dispatch_sensor`` dispatches ``linkedin_generate_draft``.
+when a tick is evaluated twice. ``generate_draft_dispatch_sensor`` dispatches ``linkedin_generate_draft``;
+``linkedin_token_refresh_schedule`` runs the daily token upkeep (``assets/linkedin/tokens.py``).
 """
 
 import uuid
@@ -18,9 +19,12 @@ from assets.linkedin.assets import (
     scheduled_post,
     scheduled_posts_partitions,
 )
+from assets.linkedin.posting import PostingEnv
+from assets.linkedin.tokens import refresh_expiring_tokens
 from pipelines.linkedin.product import GENERATE_KIND, POOL, POST_KIND
 from pipelines.run_tags import JOB_ID_TAG
 from resources.dagster_resources import DatabaseResource
+from resources.linkedin_tokens import build_cipher, build_client
 from resources.settings import get_settings
 from sensors.dispatch import dispatch_due_jobs
 from warehouse import jobs as job_machine
@@ -75,3 +79,25 @@ def linkedin_scheduler_sensor(context: dg.SensorEvaluationContext, database: Dat
 def generate_draft_dispatch_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
     return dispatch_due_jobs(context, database=database, kind=GENERATE_KIND,
                              partitions_def=draft_generations_partitions)
+
+
+@dg.op
+def refresh_linkedin_tokens_op(context: dg.OpExecutionContext, database: DatabaseResource) -> dict:
+    settings = get_settings()
+    with build_client(settings) as client:
+        env = PostingEnv(tenant=database.tenant_session, system=database.system_session, client=client,
+                         cipher=build_cipher(settings), settings=settings)
+        outcomes = refresh_expiring_tokens(env)
+    context.add_output_metadata({k: int(v) for k, v in outcomes.items()})
+    return outcomes
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def linkedin_token_refresh_job():
+    """Daily: refresh access tokens expiring soon; accounts without a refresh token become needs_reauth."""
+    refresh_linkedin_tokens_op()
+
+
+linkedin_token_refresh_schedule = dg.ScheduleDefinition(
+    job=linkedin_token_refresh_job, cron_schedule="23 4 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING)

@@ -193,6 +193,15 @@ def mark_needs_reauth(session: Session, workspace_id: uuid.UUID, account_id: uui
     return result.rowcount == 1
 
 
+def accounts_expiring(session: Session, before: datetime, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """``(workspace_id, id)`` of connected accounts whose access token expires before ``before`` (system session)."""
+    rows = session.execute(select(LinkedInAccount.workspace_id, LinkedInAccount.id)
+                           .where(LinkedInAccount.status == "connected",
+                                  LinkedInAccount.access_token_expires_at < before)
+                           .order_by(LinkedInAccount.access_token_expires_at).limit(limit)).all()
+    return [(row.workspace_id, row.id) for row in rows]
+
+
 def set_cooldown(session: Session, workspace_id: uuid.UUID, account_id: uuid.UUID, until: datetime) -> None:
     session.execute(update(LinkedInAccount)
                     .where(LinkedInAccount.workspace_id == workspace_id, LinkedInAccount.id == account_id)

@@ -8,10 +8,13 @@ from sensors.linkedin import (
     linkedin_generate_job,
     linkedin_post_job,
     linkedin_scheduler_sensor,
+    linkedin_token_refresh_job,
+    linkedin_token_refresh_schedule,
 )
 
 defs = dg.Definitions(
     assets=[scheduled_post, generated_draft],
-    jobs=[linkedin_post_job, linkedin_generate_job],
+    jobs=[linkedin_post_job, linkedin_generate_job, linkedin_token_refresh_job],
     sensors=[linkedin_scheduler_sensor, generate_draft_dispatch_sensor],
+    schedules=[linkedin_token_refresh_schedule],
 )

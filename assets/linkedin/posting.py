@@ -128,16 +128,17 @@ def _budget_spent(env: PostingEnv, snap: _Snapshot, now: datetime) -> bool:
         return posting.sends_since(s, midnight) >= env.settings.linkedin_app_daily_budget
 
 
-def _token(env: PostingEnv, snap: _Snapshot, purpose: str):
-    with env.tenant(snap.workspace_id) as s:
-        account = accounts.account_of(s, snap.workspace_id, snap.account_id)
+def account_token(env: PostingEnv, workspace_id: uuid.UUID, account_id: uuid.UUID, purpose: str):
+    """The decrypted token (``SecretStr``) of an account, or None; bound to its row by the associated data."""
+    with env.tenant(workspace_id) as s:
+        account = accounts.account_of(s, workspace_id, account_id)
         sealed = accounts.sealed(account, "access_token" if purpose == ACCESS else "refresh_token")
-    return unseal(env.cipher, sealed, associated(snap.workspace_id, snap.account_id, purpose)) if sealed else None
+    return unseal(env.cipher, sealed, associated(workspace_id, account_id, purpose)) if sealed else None
 
 
-def _refresh(env: PostingEnv, snap: _Snapshot) -> str:
+def refresh_account(env: PostingEnv, workspace_id: uuid.UUID, account_id: uuid.UUID) -> str:
     """``ok`` | ``reauth`` (no refresh token, or LinkedIn refused it) | ``transient``."""
-    refresh = _token(env, snap, REFRESH)
+    refresh = account_token(env, workspace_id, account_id, REFRESH)
     if refresh is None:
         return "reauth"
     try:
@@ -146,11 +147,11 @@ def _refresh(env: PostingEnv, snap: _Snapshot) -> str:
         return "reauth"
     except LinkedInError:
         return "transient"  # a transient refresh failure never disconnects the account
-    with env.tenant(snap.workspace_id) as s:
-        account = accounts.account_of(s, snap.workspace_id, snap.account_id)
-        access = seal(env.cipher, tokens.access_token, associated(snap.workspace_id, snap.account_id, ACCESS))
+    with env.tenant(workspace_id) as s:
+        account = accounts.account_of(s, workspace_id, account_id)
+        access = seal(env.cipher, tokens.access_token, associated(workspace_id, account_id, ACCESS))
         accounts.replace_access_token(s, account, access, tokens.expires_at)
-        accounts.audit_event(s, snap.workspace_id, "linkedin.token_refreshed", "linkedin_account", snap.account_id)
+        accounts.audit_event(s, workspace_id, "linkedin.token_refreshed", "linkedin_account", account_id)
     return "ok"
 
 
@@ -182,7 +183,8 @@ def post_schedule(env: PostingEnv, workspace_id: uuid.UUID, schedule_id: uuid.UU
         if reconciling and "r_member_social" in snap.scopes:
             found = None
             try:
-                posts = env.client.list_posts(_token(env, snap, ACCESS), snap.member_urn)
+                posts = env.client.list_posts(account_token(env, workspace_id, snap.account_id, ACCESS),
+                                              snap.member_urn)
                 found = find_matching_post(body, [p.raw | {"id": p.urn} for p in posts])
                 evidence.append({"read": "not_found" if found is None else "found"})
             except LinkedInError as exc:
@@ -199,7 +201,7 @@ def post_schedule(env: PostingEnv, workspace_id: uuid.UUID, schedule_id: uuid.UU
         if _budget_spent(env, snap, now):
             return _defer(env, snap, claims, next_utc_midnight(now), reason="linkedin_daily_budget")
         try:
-            access = _token(env, snap, ACCESS)
+            access = account_token(env, workspace_id, snap.account_id, ACCESS)
         except SecretsError:
             return _reauth(env, snap, claims)
         with env.tenant(workspace_id) as s:  # committed BEFORE the send
@@ -241,7 +243,7 @@ def post_schedule(env: PostingEnv, workspace_id: uuid.UUID, schedule_id: uuid.UU
             with env.tenant(workspace_id) as s:
                 posting.finish_attempt(s, attempt_id, "refresh", http_status=observation.status,
                                        error_code=outcome.code)
-            result = _refresh(env, snap)
+            result = refresh_account(env, workspace_id, snap.account_id)
             if result == "ok":
                 refreshed = True
                 continue

@@ -83,14 +83,13 @@ def test_a_worker_killed_between_send_and_record_reconciles_without_a_second_pos
     with li.posting_env() as env, system_session(li.api.system) as s:
         schedule = s.get(Schedule, claim.schedule_id)
         account = s.get(LinkedInAccount, schedule.account_id)
-        from assets.linkedin.posting import ACCESS, _Snapshot, _token  # the engine's own token access
+        from assets.linkedin.posting import account_token
         from pipelines.linkedin.commentary import build_post_body, request_fingerprint
 
         body = build_post_body(account.member_urn, TRICKY.format(i=0))
         posting.begin_attempt(s, schedule, fingerprint=request_fingerprint(body), reconciling=False, api_version="x")
-        snap = _Snapshot(schedule.workspace_id, schedule.id, account.id, "connected", account.member_urn, [], None,
-                         0, "", True, False, 0)
-        assert env.client.create_post(_token(env, snap, ACCESS), body).status == 201
+        token = account_token(env, schedule.workspace_id, account.id, ACCESS)
+        assert env.client.create_post(token, body).status == 201
     assert li.emulator_posts()["count"] == 1
 
     # The claim goes stale; the sensor reclaims it (run number 2) and the new run reconciles.
