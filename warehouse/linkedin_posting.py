@@ -128,6 +128,29 @@ def unschedule(session: Session, draft: Draft) -> bool:
     return cancel_live_schedule(session, draft) and transition_draft(session, draft, "approved")
 
 
+def resolve_needs_review(session: Session, draft: Draft, outcome: str, *, post_urn: str | None,
+                         note: str | None) -> bool:
+    """A person decides an undecided post: the schedule (needs_review) and its draft (publishing) together."""
+    schedule = session.scalar(select(Schedule).where(Schedule.workspace_id == draft.workspace_id,
+                                                     Schedule.draft_id == draft.id, Schedule.status == "needs_review"))
+    if schedule is None:
+        return False
+    check_schedule_transition(schedule.status, outcome)
+    result = session.execute(update(Schedule).where(Schedule.id == schedule.id, Schedule.status == "needs_review")
+                             .values(status=outcome, post_urn=post_urn, error_message=note, updated_at=utcnow())
+                             .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    return transition_draft(session, draft, outcome, post_urn=post_urn)
+
+
+def cancel_draft(session: Session, draft: Draft) -> bool:
+    """Cancel a draft that no run is publishing (its unclaimed schedule is canceled with it)."""
+    if draft.status == "scheduled" and not cancel_live_schedule(session, draft):
+        return False
+    return transition_draft(session, draft, "canceled")
+
+
 @dataclass(frozen=True)
 class Claim:
     schedule_id: uuid.UUID

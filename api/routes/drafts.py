@@ -64,6 +64,15 @@ class Reject(BaseModel):
     reason: str | None = Field(None, max_length=2000)
 
 
+class Resolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["published", "failed"]
+    post_urn: str | None = Field(None, pattern=r"^urn:li:(share|ugcPost):[0-9]{1,30}$",
+                                 description="Required for published: the post found on LinkedIn")
+    note: str | None = Field(None, max_length=2000)
+
+
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -268,6 +277,35 @@ def reject_draft(id: uuid.UUID, request: Request, principal: Viewer, session: Db
     except rules.IllegalTransition as exc:
         raise _illegal(exc) from None
     audit(session, request, principal, "draft.rejected", "draft", str(draft.id), reason=body.reason if body else None)
+    return draft_out(session, draft)
+
+
+@router.post("/drafts/{id}/cancel", response_model=DraftOut, responses=problem_responses(404, 409))
+def cancel_draft(id: uuid.UUID, request: Request, principal: Viewer, session: DbSession) -> DraftOut:
+    """Cancel before publishing (a schedule no run has claimed is canceled with it)."""
+    draft = _load(session, principal, id)
+    authorize(principal, "editor", "drafts:write")
+    try:
+        if not posting.cancel_draft(session, draft):
+            raise ApiProblem(409, "schedule_claimed", "The post is being published.", current_status=draft.status)
+    except rules.IllegalTransition as exc:
+        raise _illegal(exc) from None
+    audit(session, request, principal, "draft.canceled", "draft", str(draft.id))
+    return draft_out(session, draft)
+
+
+@router.post("/drafts/{id}/resolve", response_model=DraftOut, responses=problem_responses(404, 409))
+def resolve_draft(id: uuid.UUID, body: Resolve, request: Request, principal: Viewer, session: DbSession) -> DraftOut:
+    """Decide a post Kiln could not (schedule ``needs_review``) after checking LinkedIn: admin+."""
+    draft = _load(session, principal, id)
+    authorize(principal, "admin")
+    if body.outcome == "published" and not body.post_urn:
+        raise ApiProblem(422, "post_urn_required", "Name the post found on LinkedIn (post_urn) to mark it published.")
+    if not posting.resolve_needs_review(session, draft, body.outcome, post_urn=body.post_urn, note=body.note):
+        raise ApiProblem(409, "not_needs_review", "This draft has no post waiting for review.",
+                         current_status=draft.status)
+    audit(session, request, principal, "draft.resolved", "draft", str(draft.id), outcome=body.outcome,
+          post_urn=body.post_urn)
     return draft_out(session, draft)
 
 

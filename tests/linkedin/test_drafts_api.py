@@ -109,6 +109,12 @@ def test_schedule_rules_one_live_schedule_unschedule_and_edit_cancels(li):
     not_approved = li.client.post(path, headers=owner.headers, json={"account_id": str(account_id),
                                                                      "publish_at": scheduled["schedule"]["publish_at"]})
     assert not_approved.status_code == 409 and not_approved.json()["code"] == "draft_not_approved"
+    canceled = li.approved_draft(owner, approver, "Cancel me")
+    li.schedule(owner, canceled["id"], account_id)
+    gone = li.client.post(f"/v1/drafts/{canceled['id']}/cancel", headers=owner.headers).json()
+    assert gone["status"] == "canceled" and gone["schedule"]["status"] == "canceled"
+    again = li.client.post(f"/v1/drafts/{canceled['id']}/cancel", headers=owner.headers)
+    assert again.status_code == 409 and again.json()["code"] == "illegal_transition"
 
 
 def test_personas_are_versioned_and_packs_publish_validate_channel_and_roll_back(li):
@@ -158,7 +164,8 @@ def test_every_new_route_answers_404_for_another_workspaces_ids(li):
         ("post", f"/v1/drafts/{d}/submit", None), ("post", f"/v1/drafts/{d}/approve", None),
         ("post", f"/v1/drafts/{d}/reject", None), ("get", f"/v1/drafts/{d}/attempts", None),
         ("post", f"/v1/drafts/{d}/schedule", {"account_id": str(account_id), "publish_at": later}),
-        ("delete", f"/v1/drafts/{d}/schedule", None),
+        ("delete", f"/v1/drafts/{d}/schedule", None), ("post", f"/v1/drafts/{d}/cancel", None),
+        ("post", f"/v1/drafts/{d}/resolve", {"outcome": "failed"}),
         ("get", f"/v1/personas/{persona['id']}", None), ("patch", f"/v1/personas/{persona['id']}", {"tone": "x"}),
         ("get", "/v1/config-packs/default/versions/1", None),
         ("get", "/v1/config-packs/default/channels/production", None),

@@ -123,7 +123,7 @@ def test_reconciliation_by_reading_the_authors_posts_when_the_app_may(li):
 
 
 def test_an_undecidable_outcome_becomes_needs_review_never_a_second_post(li):
-    _setup(li, 1)
+    owner, _, _ = _setup(li, 1)
     li.queue_faults("server_error", "server_error", "server_error")
     (claim,) = li.claim()
     assert li.run_claims([claim], linkedin_reconcile_attempts=2) == ["needs_review"]
@@ -132,6 +132,16 @@ def test_an_undecidable_outcome_becomes_needs_review_never_a_second_post(li):
     assert li.emulator_posts()["count"] == 0
     li.make_due()
     assert li.claim() == []  # never picked up again automatically
+    draft_id = li.client.get("/v1/drafts", headers=owner.headers).json()["items"][0]["id"]
+    editor = li.member(owner, "editor")
+    path = f"/v1/drafts/{draft_id}/resolve"
+    assert li.client.post(path, headers=editor.headers, json={"outcome": "failed"}).status_code == 403
+    assert li.client.post(path, headers=owner.headers, json={"outcome": "published"}).json()["code"] == (
+        "post_urn_required")
+    resolved = li.client.post(path, headers=owner.headers, json={"outcome": "failed", "note": "not on LinkedIn"})
+    assert resolved.status_code == 200 and resolved.json()["status"] == "failed"
+    assert resolved.json()["schedule"]["status"] == "failed"
+    assert li.client.post(path, headers=owner.headers, json={"outcome": "failed"}).status_code == 409
 
 
 def test_a_sunset_linkedin_version_fails_with_the_setting_to_change(li):
