@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from api.cli_packs import packs as packs_cli
 from api.cli_video import video as video_cli
 from api.provisioning import create_workspace, issue_token
 from api.security import ROLE_RANK
@@ -22,6 +23,7 @@ app = typer.Typer(help="Kiln: uploads in, finished artifacts out.", no_args_is_h
 admin = typer.Typer(help="Operator commands (database, workspaces, tokens).", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 app.add_typer(video_cli, name="video")  # kiln video add | notes
+app.add_typer(packs_cli, name="packs")  # kiln packs publish (LinkedIn)
 
 DatabaseUrl = Annotated[
     str | None,

@@ -32,7 +32,7 @@ PRODUCT_MODULES = {
                   "api.routes.templates", "api.routes.bulk_runs", "api.bulk_input", "api.render_gate"),
     "linkedin": ("pipelines.linkedin", "assets.linkedin", "sensors.linkedin", "warehouse.linkedin",
                  "warehouse.linkedin_models", "warehouse.linkedin_posting", "api.routes.linkedin",
-                 "api.routes.linkedin_content", "api.routes.drafts", "resources.linkedin_client",
+                 "api.routes.linkedin_content", "api.routes.drafts", "api.cli_packs", "resources.linkedin_client",
                  "resources.linkedin_emulator", "resources.linkedin_tokens"),
 }
 # Products whose groundwork landed before their card (no routes, assets or sensors yet): held to the same rule.
