@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from resources.linkedin_client import LinkedInClient, LinkedInClientConfig
 from resources.secrets_envelope import AssociatedData, AwsKmsKeyProvider, Envelope, EnvelopeCipher, LocalKeyring
 from resources.settings import Settings
-from warehouse.linkedin import SealedToken
+from warehouse.linkedin import SealedToken, apply_sealed
+from warehouse.linkedin import sealed as sealed_of
 
 ACCESS, REFRESH = "linkedin.access_token", "linkedin.refresh_token"
 NONCE_BYTES = 12
@@ -48,16 +49,41 @@ def build_cipher(settings: Settings) -> EnvelopeCipher:
     return _local_cipher(settings.resolved_keyring_path.resolve())
 
 
+def fresh_cipher(settings: Settings) -> EnvelopeCipher:
+    """A cipher that reads the key provider now (``kiln admin rotate-keys``), not the process's cached one."""
+    _local_cipher.cache_clear()
+    return build_cipher(settings)
+
+
 def associated(workspace_id: uuid.UUID, account_id: uuid.UUID, purpose: str) -> AssociatedData:
     return AssociatedData(str(workspace_id), str(account_id), purpose)
 
 
 def seal(cipher: EnvelopeCipher, secret: SecretStr, ad: AssociatedData) -> SealedToken:
-    envelope = cipher.encrypt(secret, ad)
-    return SealedToken(envelope.provider, envelope.key_id, envelope.wrapped_key, envelope.nonce + envelope.ciphertext)
+    return _as_sealed(cipher.encrypt(secret, ad))
 
 
 def unseal(cipher: EnvelopeCipher, token: SealedToken, ad: AssociatedData) -> SecretStr:
-    envelope = Envelope(token.provider, token.key_id, token.wrapped_key, token.ciphertext[:NONCE_BYTES],
-                        token.ciphertext[NONCE_BYTES:])
-    return cipher.decrypt(envelope, ad)
+    return cipher.decrypt(_as_envelope(token), ad)
+
+
+def _as_envelope(token: SealedToken) -> Envelope:
+    return Envelope(token.provider, token.key_id, token.wrapped_key, token.ciphertext[:NONCE_BYTES],
+                    token.ciphertext[NONCE_BYTES:])
+
+
+def _as_sealed(envelope: Envelope) -> SealedToken:
+    return SealedToken(envelope.provider, envelope.key_id, envelope.wrapped_key, envelope.nonce + envelope.ciphertext)
+
+
+def rewrap_account(cipher: EnvelopeCipher, account, purposes=((ACCESS, "access_token"), (REFRESH, "refresh_token"))) -> int:
+    """Re-wrap an account's data keys under the newest key; the tokens are never decrypted. Returns how many."""
+    changed = 0
+    for purpose, prefix in purposes:
+        token = sealed_of(account, prefix)
+        if token is None or not cipher.needs_rewrap(_as_envelope(token)):
+            continue
+        moved = _as_sealed(cipher.rewrap(_as_envelope(token), associated(account.workspace_id, account.id, purpose)))
+        apply_sealed(account, prefix, moved)
+        changed += 1
+    return changed

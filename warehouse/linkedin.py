@@ -97,7 +97,8 @@ def list_accounts(session: Session, workspace_id: uuid.UUID) -> list[LinkedInAcc
         .order_by(LinkedInAccount.created_at, LinkedInAccount.id)))
 
 
-def _apply_token(account: LinkedInAccount, prefix: str, token: SealedToken) -> None:
+def apply_sealed(account: LinkedInAccount, prefix: str, token: SealedToken) -> None:
+    """Set one token's columns (``prefix`` is ``access_token`` or ``refresh_token``)."""
     account.key_provider = token.provider
     setattr(account, f"{prefix}_ciphertext", token.ciphertext)
     setattr(account, f"{prefix}_wrapped_key", token.wrapped_key)
@@ -141,16 +142,24 @@ def store_tokens(session: Session, account: LinkedInAccount, *, access: SealedTo
                  now: datetime) -> None:
     """Connected with fresh tokens. ``refresh=None`` keeps the stored refresh token: LinkedIn omits it
     on a reconnect for many apps, and an empty answer must never wipe a working one."""
-    _apply_token(account, "access_token", access)
+    apply_sealed(account, "access_token", access)
     account.access_token_expires_at = access_expires_at
     if refresh is not None:
-        _apply_token(account, "refresh_token", refresh)
+        apply_sealed(account, "refresh_token", refresh)
         account.refresh_token_expires_at = refresh_expires_at
     account.scopes = sorted(scopes)
     account.status = "connected"
     account.connected_at = now
     account.cooldown_until = None
     session.flush()
+
+
+def accounts_with_tokens(session: Session, *, after: uuid.UUID | None, limit: int) -> list[LinkedInAccount]:
+    """Accounts holding token ciphertexts, by id (key rotation walks them in batches; system session)."""
+    query = select(LinkedInAccount).where(LinkedInAccount.access_token_ciphertext.is_not(None))
+    if after is not None:
+        query = query.where(LinkedInAccount.id > after)
+    return list(session.scalars(query.order_by(LinkedInAccount.id).limit(limit)))
 
 
 def disconnect_account(session: Session, account: LinkedInAccount) -> int:
@@ -209,7 +218,7 @@ def set_cooldown(session: Session, workspace_id: uuid.UUID, account_id: uuid.UUI
 
 
 def replace_access_token(session: Session, account: LinkedInAccount, access: SealedToken, expires_at: datetime) -> None:
-    _apply_token(account, "access_token", access)
+    apply_sealed(account, "access_token", access)
     account.access_token_expires_at = expires_at
     session.flush()
 
