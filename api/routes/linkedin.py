@@ -50,13 +50,13 @@ class AccountOut(BaseModel):
     id: uuid.UUID
     member_urn: str
     name: str | None
-    picture_url: str | None
+    picture: str | None  # LinkedIn's picture address for the member (not a Kiln download link)
     status: Literal["connected", "needs_reauth", "disconnected"]
     scopes: list[str]
     access_token_expires_at: UtcDatetime | None
     has_refresh_token: bool
     refresh_token_expires_at: UtcDatetime | None
-    reconnect_url: str  # POST here to connect again (needed when status is needs_reauth)
+    reconnect_route: str  # POST here to connect again (needed when status is needs_reauth)
     created_at: UtcDatetime
 
 
@@ -69,12 +69,12 @@ def hash_state(state: str) -> str:
 
 
 def account_out(account: LinkedInAccount) -> AccountOut:
-    return AccountOut(id=account.id, member_urn=account.member_urn, name=account.name, picture_url=account.picture_url,
+    return AccountOut(id=account.id, member_urn=account.member_urn, name=account.name, picture=account.picture_url,
                       status=account.status, scopes=list(account.scopes or []),
                       access_token_expires_at=account.access_token_expires_at,
                       has_refresh_token=account.refresh_token_ciphertext is not None,
                       refresh_token_expires_at=account.refresh_token_expires_at,
-                      reconnect_url=f"{ROUTE_PREFIX}/connect", created_at=account.created_at)
+                      reconnect_route=f"POST {ROUTE_PREFIX}/connect", created_at=account.created_at)
 
 
 @router.post("/connect", response_model=ConnectOut)

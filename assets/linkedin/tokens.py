@@ -3,7 +3,7 @@
 Access tokens live 60 days. For each connected account whose access token expires within
 ``KILN_LINKEDIN_REFRESH_WINDOW_DAYS`` (7): with a refresh token, refresh it (a transient error is retried on the
 next run and never disconnects; a refused refresh token means ``needs_reauth``); without one, the account becomes
-``needs_reauth`` (status, audit; ``reconnect_url`` in the API) so a person reconnects before posts start failing.
+``needs_reauth`` (status, audit; ``reconnect_route`` in the API) so a person reconnects before posts start failing.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_401_refreshes_once_and_without_a_refresh_token_blocks_for_reauth(li, ca
     li.queue_faults("unauthorized")
     assert li.run_claims(li.claim()) == ["blocked_reauth"]
     listing = li.client.get("/v1/linkedin/accounts", headers=other.headers).json()["items"]
-    assert listing[0]["status"] == "needs_reauth" and listing[0]["reconnect_url"] == "/v1/linkedin/connect"
+    assert listing[0]["status"] == "needs_reauth" and listing[0]["reconnect_route"] == "POST /v1/linkedin/connect"
     assert li.client.get(f"/v1/drafts/{draft['id']}", headers=other.headers).json()["schedule"]["status"] == (
         "blocked_reauth")
     assert li.emulator_posts()["count"] == 1
