@@ -180,11 +180,14 @@ def post_schedule(env: PostingEnv, workspace_id: uuid.UUID, schedule_id: uuid.UU
     reconciling, refreshed = snap.open_attempt, False
     evidence: list[dict[str, Any]] = []
     while True:
+        try:
+            access = account_token(env, workspace_id, snap.account_id, ACCESS)
+        except SecretsError:  # the stored token cannot be read (key gone, row tampered): only a reconnect helps
+            return _reauth(env, snap, claims)
         if reconciling and "r_member_social" in snap.scopes:
             found = None
             try:
-                posts = env.client.list_posts(account_token(env, workspace_id, snap.account_id, ACCESS),
-                                              snap.member_urn)
+                posts = env.client.list_posts(access, snap.member_urn)
                 found = find_matching_post(body, [p.raw | {"id": p.urn} for p in posts])
                 evidence.append({"read": "not_found" if found is None else "found"})
             except LinkedInError as exc:
@@ -200,10 +203,6 @@ def post_schedule(env: PostingEnv, workspace_id: uuid.UUID, schedule_id: uuid.UU
             return _defer(env, snap, claims, snap.cooldown_until, reason="linkedin_cooldown")
         if _budget_spent(env, snap, now):
             return _defer(env, snap, claims, next_utc_midnight(now), reason="linkedin_daily_budget")
-        try:
-            access = account_token(env, workspace_id, snap.account_id, ACCESS)
-        except SecretsError:
-            return _reauth(env, snap, claims)
         with env.tenant(workspace_id) as s:  # committed BEFORE the send
             schedule = posting.schedule_of(s, workspace_id, schedule_id)
             attempt_id = posting.begin_attempt(s, schedule, fingerprint=fingerprint, reconciling=reconciling,

@@ -256,3 +256,15 @@ def test_the_sensor_claims_once_and_requests_a_run_per_claim_in_the_linkedin_poo
     finally:
         get_settings.cache_clear()
     assert uuid.UUID(draft["id"])
+
+
+def test_a_token_that_does_not_decrypt_on_its_row_blocks_for_reauth_and_sends_nothing(li):
+    owner, (account_id,), _ = _setup(li, 1)
+    other = li.connect(owner, member="Other")
+    with system_session(li.api.system) as s:  # another account's ciphertext copied onto this row
+        victim, donor = s.get(LinkedInAccount, account_id), s.get(LinkedInAccount, other)
+        store.apply_sealed(victim, "access_token", store.sealed(donor, "access_token"))
+    assert li.run_claims(li.claim()) == ["blocked_reauth"]
+    assert li.emulator_posts()["count"] == 0
+    with system_session(li.api.system) as s:
+        assert s.get(LinkedInAccount, account_id).status == "needs_reauth"
