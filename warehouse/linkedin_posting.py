@@ -104,14 +104,19 @@ def create_schedule(session: Session, draft: Draft, *, account_id: uuid.UUID, pu
     return schedule
 
 
-def live_schedule(session: Session, workspace_id: uuid.UUID, draft_id: uuid.UUID) -> Schedule | None:
-    return session.scalar(select(Schedule).where(Schedule.workspace_id == workspace_id, Schedule.draft_id == draft_id,
-                                                 Schedule.status.in_(LIVE_SCHEDULE_STATUSES)))
-
-
-def schedules_of_draft(session: Session, workspace_id: uuid.UUID, draft_id: uuid.UUID) -> list[Schedule]:
-    return list(session.scalars(select(Schedule).where(Schedule.workspace_id == workspace_id,
-                                                       Schedule.draft_id == draft_id).order_by(Schedule.created_at)))
+def current_schedules(session: Session, workspace_id: uuid.UUID, draft_ids: list[uuid.UUID]) -> dict[uuid.UUID, Schedule]:
+    """Draft id -> its live schedule, else its newest one (one query for a page of drafts)."""
+    if not draft_ids:
+        return {}
+    rows = session.scalars(select(Schedule).where(Schedule.workspace_id == workspace_id,
+                                                  Schedule.draft_id.in_(draft_ids))
+                           .order_by(Schedule.created_at, Schedule.id))
+    current: dict[uuid.UUID, Schedule] = {}
+    for row in rows:
+        held = current.get(row.draft_id)
+        if held is None or held.status not in LIVE_SCHEDULE_STATUSES:
+            current[row.draft_id] = row
+    return current
 
 
 def cancel_live_schedule(session: Session, draft: Draft) -> bool:

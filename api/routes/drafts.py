@@ -137,11 +137,10 @@ class AttemptOut(BaseModel):
     finished_at: UtcDatetime | None
 
 
-def draft_out(session, draft: Draft) -> DraftOut:
-    live = posting.live_schedule(session, draft.workspace_id, draft.id)
-    if live is None:
-        history = posting.schedules_of_draft(session, draft.workspace_id, draft.id)
-        live = history[-1] if history else None
+def draft_out(session, draft: Draft, schedules: dict | None = None) -> DraftOut:
+    if schedules is None:
+        schedules = posting.current_schedules(session, draft.workspace_id, [draft.id])
+    live = schedules.get(draft.id)
     schedule = ScheduleOut(id=live.id, account_id=live.account_id, publish_at=live.publish_at, status=live.status,
                            error_code=live.error_code, error_message=live.error_message) if live else None
     return DraftOut(id=draft.id, status=draft.status, text=draft.text, revision=draft.revision,
@@ -196,7 +195,8 @@ def list_drafts(principal: Viewer, session: DbSession, status: Literal[DRAFT_STA
                 limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> DraftPage:
     rows, next_cursor = newest_first_page(session, posting.drafts_query(principal.workspace_id, status), Draft,
                                           limit=limit, cursor=cursor)
-    return DraftPage(items=[draft_out(session, d) for d in rows], next_cursor=next_cursor)
+    schedules = posting.current_schedules(session, principal.workspace_id, [d.id for d in rows])
+    return DraftPage(items=[draft_out(session, d, schedules) for d in rows], next_cursor=next_cursor)
 
 
 @router.get("/drafts/{id}", response_model=DraftOut, responses=problem_responses(404))

@@ -184,3 +184,26 @@ def test_every_new_route_answers_404_for_another_workspaces_ids(li):
     assert r.status_code == 404
     for url in ("/v1/linkedin/accounts", "/v1/drafts", "/v1/personas"):
         assert li.client.get(url, headers=h).json()["items"] == []
+
+
+def test_the_draft_list_costs_the_same_queries_for_one_or_many_drafts(li):
+    from tests.support.api import counted_statements
+
+    owner = li.tenant()
+    approver = li.member(owner, "admin")
+    account_id = li.connect(owner)
+
+    def count() -> int:
+        with counted_statements(li.api.app.state.engine) as statements:
+            assert li.client.get("/v1/drafts?limit=50", headers=owner.headers).status_code == 200
+        return len(statements)
+
+    li.schedule(owner, li.approved_draft(owner, approver, "one")["id"], account_id)
+    one = count()
+    for i in range(6):
+        draft = li.approved_draft(owner, approver, f"more {i}")
+        if i % 2:
+            li.schedule(owner, draft["id"], account_id)
+    assert count() == one
+    items = li.client.get("/v1/drafts", headers=owner.headers).json()["items"]
+    assert sum(1 for d in items if d["schedule"]) == 4
