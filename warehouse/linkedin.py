@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -260,6 +260,17 @@ def persona_version(session: Session, workspace_id: uuid.UUID, persona_id: uuid.
                                          PersonaVersion.persona_id == persona_id)
     query = query.where(PersonaVersion.version == version) if version else query.order_by(PersonaVersion.version.desc())
     return session.scalar(query.limit(1))
+
+
+def latest_persona_versions(session: Session, workspace_id: uuid.UUID,
+                            personas: list[Persona]) -> dict[uuid.UUID, PersonaVersion]:
+    """Persona id -> its latest version, in one query for a page of personas."""
+    if not personas:
+        return {}
+    keys = [(p.id, p.latest_version) for p in personas]
+    rows = session.scalars(select(PersonaVersion).where(PersonaVersion.workspace_id == workspace_id,
+                                                        tuple_(PersonaVersion.persona_id, PersonaVersion.version).in_(keys)))
+    return {row.persona_id: row for row in rows}
 
 
 def persona_version_by_id(session: Session, workspace_id: uuid.UUID, version_id: uuid.UUID) -> PersonaVersion | None:

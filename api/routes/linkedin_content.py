@@ -88,8 +88,8 @@ def list_personas(principal: Viewer, session: DbSession, limit: Annotated[int, Q
                   cursor: Cursor = None) -> PersonaPage:
     rows, next_cursor = newest_first_page(session, store.personas_query(principal.workspace_id), Persona,
                                           limit=limit, cursor=cursor)
-    items = [_persona_out(p, store.persona_version(session, principal.workspace_id, p.id, p.latest_version))
-             for p in rows]
+    latest = store.latest_persona_versions(session, principal.workspace_id, rows)
+    items = [_persona_out(p, latest[p.id]) for p in rows]
     return PersonaPage(items=items, next_cursor=next_cursor)
 
 

@@ -125,6 +125,9 @@ def test_personas_are_versioned_and_packs_publish_validate_channel_and_roll_back
     assert edited["version"] == 2 and edited["content"]["tone"] == "warm" and edited["version_id"] != persona["version_id"]
     v1 = li.client.get(f"/v1/personas/{persona['id']}?version=1", headers=owner.headers).json()
     assert v1["content"]["tone"] == "dry"
+    li.client.post("/v1/personas", headers=owner.headers, json={"name": "CFO"})
+    listed = {p["name"]: p for p in li.client.get("/v1/personas", headers=owner.headers).json()["items"]}
+    assert listed["CTO"]["version"] == 2 and listed["CTO"]["content"]["tone"] == "warm" and listed["CFO"]["version"] == 1
 
     bad = li.client.post("/v1/config-packs/default/versions", headers=owner.headers,
                          json={"content": PACK | {"style": {"max_characters": 5000}}})
