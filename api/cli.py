@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from api.cli_packs import packs as packs_cli
 from api.cli_video import video as video_cli
 from api.provisioning import create_workspace, issue_token
 from api.security import ROLE_RANK
@@ -22,6 +23,7 @@ app = typer.Typer(help="Kiln: uploads in, finished artifacts out.", no_args_is_h
 admin = typer.Typer(help="Operator commands (database, workspaces, tokens).", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 app.add_typer(video_cli, name="video")  # kiln video add | notes
+app.add_typer(packs_cli, name="packs")  # kiln packs publish (LinkedIn)
 
 DatabaseUrl = Annotated[
     str | None,
@@ -97,6 +99,39 @@ def create_token_command(
         engine.dispose()
     typer.echo(f"token for {issued.email} ({issued.role}) in {issued.workspace_slug} (shown once):")
     typer.echo(issued.token)
+
+
+@admin.command("rotate-keys")
+def rotate_keys_command(
+    new_key: Annotated[bool, typer.Option("--new-key", help="Local keyring: add a new newest key first")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Re-wrap every stored LinkedIn token's data key under the newest key (tokens are never decrypted)."""
+    from resources.linkedin_tokens import fresh_cipher, rewrap_account
+    from resources.secrets_envelope import LocalKeyring
+    from warehouse import linkedin as linkedin_store
+    from warehouse.db import system_session
+
+    settings = _settings()
+    if new_key:
+        if settings.key_provider != "local":
+            raise typer.BadParameter("--new-key applies to the local keyring; with KMS configure a new KILN_KMS_KEY_ID")
+        typer.echo(f"new key: {LocalKeyring(settings.resolved_keyring_path).rotate()}")
+    cipher = fresh_cipher(settings)
+    engine = make_engine(_admin_url(settings, database_url))
+    rewrapped, after = 0, None
+    try:
+        while True:
+            with system_session(engine) as session:
+                batch = linkedin_store.accounts_with_tokens(session, after=after, limit=200)
+                for account in batch:
+                    rewrapped += rewrap_account(cipher, account)
+            if not batch:
+                break
+            after = batch[-1].id
+    finally:
+        engine.dispose()
+    typer.echo(f"re-wrapped {rewrapped} token(s) under {cipher.provider.newest_key_id()}")
 
 
 @app.command("run")

@@ -6,8 +6,10 @@
    kept in ``.kiln/local-credentials.json`` (mode 600) and reused later;
 4. start ``dagster dev`` and uvicorn, each in its own process group with default signal
    dispositions (a ``dagster dev`` that inherits SIGINT as ignored ignores SIGTERM too);
-5. wait until both answer, print URLs, token and a curl example;
-6. on Ctrl-C / SIGTERM (or if either child dies) stop both process groups.
+5. without LinkedIn credentials (``KILN_LINKEDIN_CLIENT_ID`` unset), start the local LinkedIn emulator and point
+   Kiln at it, saying so in the banner;
+6. wait until all answer, print URLs, token and a curl example;
+7. on Ctrl-C / SIGTERM (or if a child dies) stop every process group.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ LOCAL_OWNER = "local@kiln.localhost"
 DEFAULT_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 STARTUP_TIMEOUT_S = 180
 STOP_GRACE_S = 15
+
+
+EMULATOR_PORT = 8765
+
+
+def linkedin_emulator_plan(environ: dict[str, str], api_url: str,
+                           port: int = EMULATOR_PORT) -> tuple[list[str], dict[str, str], str] | None:
+    """(command, environment for Kiln, banner line) to run the LinkedIn emulator, or None with real credentials."""
+    if environ.get("KILN_LINKEDIN_CLIENT_ID"):
+        return None
+    base = f"http://127.0.0.1:{port}"
+    env = {"KILN_LINKEDIN_AUTH_BASE_URL": base, "KILN_LINKEDIN_API_BASE_URL": base,
+           "KILN_LINKEDIN_REDIRECT_URI": f"{api_url}/v1/linkedin/callback",
+           "KILN_LINKEDIN_API_VERSION": time.strftime("%Y%m", time.gmtime())}
+    command = [sys.executable, "-m", "resources.linkedin_emulator", "--port", str(port), "--refresh-tokens"]
+    banner = (f"  LinkedIn:     the local EMULATOR (not LinkedIn) at {base}; set KILN_LINKEDIN_CLIENT_ID, "
+              "_CLIENT_SECRET and _REDIRECT_URI to talk to LinkedIn")
+    return command, env, banner
 
 
 def write_dagster_home(settings: Settings) -> Path:
@@ -166,7 +186,12 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
            "KILN_API_BASE_URL": os.environ.get("KILN_API_BASE_URL", api_url), "PYTHONUNBUFFERED": "1"}
     processes: list[subprocess.Popen] = []
     health_urls = [f"{api_url}/healthz"]
+    emulator = linkedin_emulator_plan(dict(os.environ), api_url)
     try:
+        if emulator is not None:
+            processes.append(_start(emulator[0], env))
+            env.update(emulator[1])
+            health_urls.append(f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/posts")
         if with_dagster:
             processes.append(_start([_executable("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                                      "-h", "127.0.0.1", "-p", str(dagster_port)], env))
@@ -185,6 +210,8 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
         ]
         if with_dagster:
             lines.append(f"  Dagster UI:   http://127.0.0.1:{dagster_port}")
+        if emulator is not None:
+            lines.append(emulator[2])
         if sample_video_id:
             lines.append(f"  Sample video: {api_url}/v1/videos/{sample_video_id}/notes  (kiln video notes {sample_video_id})")
         lines += [

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
 from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
 from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
-from api.routes import characters, episodes, invitations, usage, videos
+from api.routes import characters, drafts, episodes, invitations, linkedin, linkedin_content, usage, videos
 from api.transport import RequestBodyGuard
 from pipelines import products as product_list
 from resources.objectstore import ObjectStore
@@ -26,7 +26,8 @@ from warehouse.db import is_postgres, make_engine
 
 # The API's half of each product card: its routers, served only while the card is in the list.
 PRODUCT_ROUTERS = {"selftest": (), "video_notes": (videos,), "documents": (templates, bulk_runs),
-                   "episodes": (characters, episodes)}
+                   "episodes": (characters, episodes),
+                   "linkedin": (linkedin, linkedin_content, drafts)}
 PLATFORM_ROUTERS = (health, workspaces, invitations, tokens, jobs, artifacts, usage)
 
 

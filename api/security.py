@@ -29,7 +29,8 @@ from warehouse.models import ApiToken, Membership
 
 TOKEN_PATTERN = re.compile(r"^kiln_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 ROLE_RANK = {"viewer": 1, "editor": 2, "admin": 3, "owner": 4}
-ALL_SCOPES = ("jobs:read", "jobs:write", "artifacts:read", "workspace:read", "workspace:admin")
+ALL_SCOPES = ("jobs:read", "jobs:write", "artifacts:read", "workspace:read", "workspace:admin",
+              "drafts:write", "drafts:approve", "packs:write")  # the last three: LinkedIn (docs/linkedin.md)
 WILDCARD_SCOPE = "*"
 # ``api_token.last_used_at`` is exact to this much: a busy token costs one small UPDATE a minute,
 # not one per request, and "is this token still in use?" needs no finer answer.

@@ -14,6 +14,7 @@ import dagster as dg
 
 import assets.documents.defs as documents
 import assets.episodes.defs as episodes
+import assets.linkedin.defs as linkedin
 import assets.maintenance.defs as maintenance
 import assets.selftest.defs as selftest
 import assets.video_notes.defs as video_notes
@@ -23,7 +24,8 @@ from pipelines.products import PRODUCTS
 from resources.dagster_resources import default_resources
 
 # Product card name -> the module whose ``defs`` holds the product's assets, jobs and sensors.
-PRODUCT_MODULES = {"selftest": selftest, "video_notes": video_notes, "documents": documents, "episodes": episodes}
+PRODUCT_MODULES = {"selftest": selftest, "video_notes": video_notes, "documents": documents, "episodes": episodes,
+                   "linkedin": linkedin}
 PLATFORM_MODULES = (maintenance, run_status)
 
 

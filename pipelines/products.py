@@ -11,10 +11,11 @@ from __future__ import annotations
 from pipelines.card import JobKind, ProductCard
 from pipelines.documents.product import CARD as DOCUMENTS
 from pipelines.episodes.product import CARD as EPISODES
+from pipelines.linkedin.product import CARD as LINKEDIN
 from pipelines.selftest.product import CARD as SELFTEST
 from pipelines.video_notes.product import CARD as VIDEO_NOTES
 
-PRODUCTS: tuple[ProductCard, ...] = (SELFTEST, VIDEO_NOTES, DOCUMENTS, EPISODES)
+PRODUCTS: tuple[ProductCard, ...] = (SELFTEST, VIDEO_NOTES, DOCUMENTS, LINKEDIN, EPISODES)
 
 
 def all_job_kinds(products: tuple[ProductCard, ...] | None = None) -> dict[str, JobKind]:

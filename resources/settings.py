@@ -163,6 +163,45 @@ class Settings(BaseSettings):
     episodes_quota_render_seconds_per_month: int = Field(default=36_000, ge=0)
     episodes_max_render_seconds: int = Field(default=3_600, ge=1)
     episodes_animatic_fps: int = Field(default=10, ge=1, le=30)
+    # --- LinkedIn publishing (docs/linkedin.md; issue #9) ---------------------------------------------------
+    # OAuth app. Without a client id Kiln talks to the local emulator (resources/linkedin_emulator) with the
+    # emulator's own client id/secret; set all three to talk to LinkedIn.
+    linkedin_client_id: str = "kiln-emulator-client"
+    linkedin_client_secret: SecretStr = SecretStr("kiln-emulator-secret")
+    linkedin_redirect_uri: str = "http://127.0.0.1:8000/v1/linkedin/callback"
+    # Base URLs: the emulator's default port; LinkedIn's are https://www.linkedin.com and https://api.linkedin.com.
+    linkedin_auth_base_url: str = "http://127.0.0.1:8765"
+    linkedin_api_base_url: str = "http://127.0.0.1:8765"
+    # LinkedIn-Version (YYYYMM) sent on every /rest call; LinkedIn sunsets versions after about a year (426).
+    linkedin_api_version: str = Field(default="202611", pattern=r"^\d{6}(\.\d{2})?$")
+    linkedin_scopes: tuple[str, ...] = ("openid", "profile", "w_member_social")
+    linkedin_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    linkedin_read_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Where the callback sends the browser afterwards (?linkedin=connected|error&code=...); None: a small page.
+    linkedin_after_connect_url: str | None = None
+    linkedin_oauth_state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    # The scheduler sensor's interval, how many due schedules one tick claims, and how long a claimed
+    # schedule may stay without an outcome before the sensor reclaims it (the run died: reconcile).
+    linkedin_scheduler_interval_seconds: int = Field(default=30, ge=1)
+    linkedin_claims_per_tick: int = Field(default=50, ge=1, le=1000)
+    linkedin_claim_timeout_seconds: int = Field(default=600, ge=30)
+    # Daily budgets counted by Kiln (reset 00:00 UTC), checked before every send.
+    linkedin_member_daily_budget: int = Field(default=100, ge=1)
+    linkedin_app_daily_budget: int = Field(default=50_000, ge=1)
+    # Ambiguous outcomes: reconciliation sends (identical resend or a read) before needs_review.
+    linkedin_reconcile_attempts: int = Field(default=2, ge=1, le=10)
+    linkedin_allow_self_approval: bool = False
+    # The daily token job refreshes access tokens expiring within this many days (where a refresh token exists);
+    # an account without one becomes needs_reauth this many days before its access token expires.
+    linkedin_refresh_window_days: int = Field(default=7, ge=1, le=59)
+    # Posts blocked while their account needed re-authorization go out after a reconnect if their publish_at
+    # is at most this old; older ones stay blocked_reauth for a person to reschedule.
+    linkedin_reauth_grace_seconds: int = Field(default=24 * 3600, ge=0)
+    # Envelope encryption of tokens: the local keyring file (0600) or AWS KMS.
+    key_provider: Literal["local", "aws-kms"] = "local"
+    keyring_path: Path | None = None  # default: home/keyring.json
+    kms_key_id: str | None = None
+    kms_endpoint_url: str | None = None
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -186,6 +225,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'kiln.db'}"
+
+    @property
+    def resolved_keyring_path(self) -> Path:
+        return self.keyring_path or self.home / "keyring.json"
 
     @property
     def resolved_objects_dir(self) -> Path:

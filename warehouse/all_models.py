@@ -9,12 +9,13 @@ from sqlalchemy import Table
 
 from warehouse.documents import DOCUMENT_TABLES  # document generation tables
 from warehouse.episodes_models import EPISODE_TABLES  # episodes: characters, series, episodes, scenes, assets
+from warehouse.linkedin_models import LINKEDIN_TABLES  # LinkedIn publishing
 from warehouse.models import TENANT_TABLES, Base  # noqa: F401  (platform tables)
 from warehouse.video_notes import VIDEO_TABLES  # video notes: video_asset, highlight
 
 # Every table whose rows belong to one workspace and which row-level security guards on PostgreSQL: the
 # platform's (migration 0002) and the products' (their migrations call warehouse.rls.enable_tenant_rls).
-RLS_TABLES: tuple[str, ...] = (*TENANT_TABLES, *VIDEO_TABLES, *DOCUMENT_TABLES, *EPISODE_TABLES)
+RLS_TABLES: tuple[str, ...] = (*TENANT_TABLES, *VIDEO_TABLES, *DOCUMENT_TABLES, *LINKEDIN_TABLES, *EPISODE_TABLES)
 
 
 def has_workspace_column(table: Table) -> bool:

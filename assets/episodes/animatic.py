@@ -7,7 +7,6 @@ No ``from __future__ import annotations``: Dagster inspects the real parameter a
 """
 
 import tempfile
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +15,7 @@ from assets._job_context import kiln_job
 from assets.episodes.assets import episode_package, episodes_partitions
 from assets.episodes.support import write_rows
 from pipelines.episodes.animatic import read_package, render_animatic
-from pipelines.episodes.product import RENDER_KIND
+from pipelines.episodes.product import RENDER_KIND, EpisodeRenderPayload
 from pipelines.errors import Conflict
 from resources.dagster_resources import DatabaseResource
 from resources.objectstore import ObjectStore, file_chunks
@@ -37,7 +36,8 @@ def episode_animatic(context: dg.AssetExecutionContext, database: DatabaseResour
     """720p H.264 + AAC: each shot's stills (or a titled card for an image still to generate), shot times from
     the render plan; subtitles burned in on request. Silent audio: no TTS engine ships yet (metadata ``tts``)."""
     with kiln_job(context, database, object_store, kind=RENDER_KIND) as job:
-        episode_id = uuid.UUID(str(job.payload.get("episode_id") or job.subject_id))
+        payload = job.params(EpisodeRenderPayload)  # the card's payload model, as the render route wrote it
+        episode_id = payload.episode_id
         with database.tenant_session(job.workspace_id) as session:
             episode = rows.load_episode(session, job.workspace_id, episode_id)
             package = session.get(Artifact, episode.package_artifact_id) if episode and episode.package_artifact_id \
@@ -53,7 +53,7 @@ def episode_animatic(context: dg.AssetExecutionContext, database: DatabaseResour
         with tempfile.TemporaryDirectory(prefix="kiln-animatic-") as scratch:
             out = Path(scratch) / "animatic.mp4"
             result = render_animatic(document, images, out, fps=get_settings().episodes_animatic_fps,
-                                     burn_subtitles=bool(job.payload.get("burn_subtitles")))
+                                     burn_subtitles=payload.burn_subtitles)
             job.progress(90)
             stored = job.store_artifact(kind="output", name="animatic.mp4", chunks=file_chunks(out),
                                         content_type="video/mp4",
@@ -65,4 +65,4 @@ def episode_animatic(context: dg.AssetExecutionContext, database: DatabaseResour
         "job_id": str(job.job_id), "animatic_artifact_id": str(stored.id), "duration_s": result.duration_ms / 1000,
         "plan_duration_s": document["render_plan"]["total_ms"] / 1000, "frames": result.frames, "fps": result.fps,
         "shots": result.shots, "tts": result.tts, "bytes": stored.size_bytes,
-        "burned_subtitles": bool(job.payload.get("burn_subtitles"))})
+        "burned_subtitles": payload.burn_subtitles})

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from assets._job_context import JobHandle
+from pipelines.episodes.product import EpisodePackagePayload
 from pipelines.episodes.asset_plan import KnownAsset
 from pipelines.episodes.models import (
     Character as CharacterDefinition,
@@ -57,7 +58,7 @@ def _domain(version) -> CharacterVersion:
 
 
 def load_inputs(job: JobHandle) -> EpisodeInputs:
-    episode_id = uuid.UUID(str(job.payload.get("episode_id") or job.subject_id))
+    episode_id = job.params(EpisodePackagePayload).episode_id
     ws = job.workspace_id
     with job.database.tenant_session(ws) as session:
         episode = rows.load_episode(session, ws, episode_id)
@@ -120,6 +121,6 @@ def store_json(job: JobHandle, name: str, value: Any, *, kind: str = "intermedia
 
 def write_rows(job: JobHandle, action) -> Any:
     """Run ``action(session, workspace_id, episode_id)`` in one tenant transaction."""
-    episode_id = uuid.UUID(str(job.payload.get("episode_id") or job.subject_id))
+    episode_id = job.params(EpisodePackagePayload).episode_id
     with job.database.tenant_session(job.workspace_id) as session:
         return action(session, job.workspace_id, episode_id)

@@ -23,6 +23,7 @@ from warehouse.models import ApiToken, Job, Membership
 # Routes whose path parameter is not an object id of a workspace.
 NOT_TENANT_IDS = {
     "/v1/downloads/{token}": "the signed link is the credential; tampering is covered in test_api_downloads",
+    "/v1/config-packs/{name}/versions": "publishing makes the pack in the caller's workspace (names are per workspace)",
 }
 
 # Valid bodies, so the request reaches the id check instead of failing validation first.
@@ -32,6 +33,11 @@ BODIES = {
     ("POST", "/v1/templates/{id}/render"): {"values": {"name": "x", "email": "y"}, "format": "docx"},
     ("PATCH", "/v1/characters/{id}"): {"description": "changed"},
     ("POST", "/v1/series/{id}/episodes"): {"number": 9, "title": "T", "story": "Mira waved."},
+    ("PATCH", "/v1/drafts/{id}"): {"text": "changed"},
+    ("POST", "/v1/drafts/{draft_id}/schedule"): {"account_id": str(uuid.uuid4()), "publish_at": "2099-01-01T00:00:00Z"},
+    ("POST", "/v1/drafts/{id}/resolve"): {"outcome": "failed"},
+    ("PATCH", "/v1/personas/{id}"): {"tone": "dry"},
+    ("PUT", "/v1/config-packs/{name}/channels/{channel}"): {"version": 1},
 }
 
 
@@ -42,11 +48,13 @@ def _foreign_objects(api, victim):
     with system_session(api.system) as s:
         token_id = s.scalar(select(ApiToken.id).where(ApiToken.user_id == second_member.user_id))
     documents = _foreign_documents(api, victim)
+    linkedin = _foreign_linkedin(api, victim)
     invitation = api.client.post("/v1/workspace/members", headers=victim.headers,
                                  json={"email": f"{uuid.uuid4().hex[:10]}@example.test"})
     assert invitation.status_code == 201, invitation.text
     return {
         **documents,
+        **linkedin,
         "invitations": invitation.json()["id"],
         "jobs": str(job_id),
         "artifacts": str(artifact_id),
@@ -77,6 +85,25 @@ def _foreign_documents(api, victim) -> dict[str, str]:
     run = api.client.post(f"/v1/templates/{template['id']}/bulk-runs", headers=victim.headers,
                           files={"file": ("r.csv", b"name,email\nAnn,a@b.c\n", "text/csv")}).json()
     return {"templates": template["id"], "versions": "1", "bulk-runs": run["id"]}
+
+
+def _foreign_linkedin(api, victim) -> dict[str, str]:
+    """A LinkedIn account (seeded: connecting needs the emulator), a draft, a persona and a pack with a channel."""
+    from warehouse.linkedin_models import LinkedInAccount
+
+    account_id = uuid.uuid4()
+    with system_session(api.system) as s:
+        s.add(LinkedInAccount(id=account_id, workspace_id=victim.workspace_id, member_urn="urn:li:person:victim",
+                              status="connected", scopes=[], access_token_ciphertext=b"sealed"))
+    draft = api.client.post("/v1/drafts", headers=victim.headers, json={"text": "victim's draft"}).json()
+    persona = api.client.post("/v1/personas", headers=victim.headers, json={"name": "victim"}).json()
+    pack = {"schema_version": 1, "name": "default", "system_prompt": "s", "user_prompt_template": "{topic}",
+            "style": {"max_characters": 500}}
+    published = api.client.post("/v1/config-packs/default/versions", headers=victim.headers,
+                                json={"content": pack, "channel": "production"})
+    assert published.status_code == 201, published.text
+    return {"accounts": str(account_id), "drafts": draft["id"], "personas": persona["id"],
+            "config-packs": "default", "channels": "production"}
 
 
 def all_api_routes(app) -> list[APIRoute]:

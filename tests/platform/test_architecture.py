@@ -32,10 +32,13 @@ PRODUCT_MODULES = {
                   "api.routes.templates", "api.routes.bulk_runs", "api.bulk_input", "api.render_gate"),
     "episodes": ("pipelines.episodes", "assets.episodes", "sensors.episodes", "warehouse.episodes",
                  "warehouse.episodes_models", "api.routes.characters", "api.routes.episodes", "api.episodes_views"),
+    "linkedin": ("pipelines.linkedin", "assets.linkedin", "sensors.linkedin", "warehouse.linkedin",
+                 "warehouse.linkedin_models", "warehouse.linkedin_posting", "api.routes.linkedin",
+                 "api.routes.linkedin_content", "api.routes.drafts", "api.cli_packs", "resources.linkedin_client",
+                 "resources.linkedin_emulator", "resources.linkedin_tokens"),
 }
-# Products whose groundwork landed before their card (no routes, assets or sensors yet): held to the same rule.
-UNCARDED_PRODUCT_MODULES = {
-    "linkedin": ("pipelines.linkedin", "resources.linkedin_client", "resources.linkedin_emulator"),
+# Products whose groundwork landed before their card (none now): held to the same rule.
+UNCARDED_PRODUCT_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 

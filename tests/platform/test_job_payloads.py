@@ -16,6 +16,10 @@ WRITTEN = {
     "selftest": {"message": "hello", "fail_times": 1},
     "video_notes": {"video_id": str(uuid.UUID(int=1)), "exact_clips": True, "language": "en"},
     "documents_bulk": {"bulk_run_id": str(uuid.UUID(int=2)), "mode": "resume"},
+    "linkedin_post": {"schedule_id": str(uuid.UUID(int=3)), "claims": 2, "reclaimed": True},
+    "linkedin_generate_draft": {"persona_id": str(uuid.UUID(int=4)), "topic": "launch", "channel": "staging"},
+    "episode_package": {"episode_id": str(uuid.UUID(int=5))},
+    "episode_render": {"episode_id": str(uuid.UUID(int=6)), "burn_subtitles": True},
 }
 
 

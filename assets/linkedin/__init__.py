@@ -1,0 +1,1 @@
+"""LinkedIn publishing: the posting and draft-generation assets (thin) and their engines."""
