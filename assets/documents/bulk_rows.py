@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from pipelines.documents.fields import TemplateAnalysis
 from pipelines.documents.render import PreparedTemplate, render_docx
 from pipelines.documents.tabular import RowError, unescape_literal, validate_row
 from pipelines.errors import KilnError
-from resources.objectstore import ObjectStore, artifact_key, file_chunks, sanitize_filename
+from resources.objectstore import ObjectStore, PutItem, artifact_key, file_chunks, sanitize_filename
 from resources.settings import Settings, get_settings
 from warehouse import documents as bulk_store
 from warehouse.artifacts import expiry
@@ -128,8 +127,11 @@ def prepare_batch(env, template, fmt, batch, scratch) -> list[Pending]:
 def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -> None:
     """Store the batch's files, then commit its outcomes, artifacts and the run's counters at once.
 
-    Files are written concurrently (each write ends in an fsync that waits on the disk, not the
-    CPU); names are allocated first, in row order, so they do not depend on write timing.
+    The files go through ``ObjectStore.put_many``: one durability barrier for the whole batch (group
+    commit), and it returns only once every file is durable, so the commit below, which marks rows
+    ``succeeded``, always follows the barrier. A crash between the two leaves rows without an
+    outcome; the redo writes the same keys (ids derive from the row) and overwrites them. Names are
+    allocated first, in row order, so they do not depend on write timing.
     """
     now = utcnow()
     outcomes: list[tuple[Pending, dict]] = []
@@ -160,8 +162,7 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
                 files.append((outcome, ext, artifact_id, key, path, filename, content_type))
         outcomes.append((p, outcome))
 
-    puts = list(_file_writers().map(
-        lambda f: env.store.put_stream(f[3], file_chunks(f[4]), content_type=f[6]), files))
+    puts = env.store.put_many([PutItem(f[3], file_chunks(f[4]), content_type=f[6]) for f in files])
     ttl = env.settings.retention_ttl("intermediate")
     with env.sessions() as s:
         for (outcome, ext, artifact_id, _key, _path, filename, content_type), put in zip(files, puts):
@@ -181,14 +182,4 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
         s.flush()
         bulk_store.set_bulk_run_counts(s, bulk_run_id, succeeded_rows=counts["succeeded"],
                                        failed_rows=counts["failed"], now=now)
-
-
-_WRITERS: ThreadPoolExecutor | None = None
-
-
-def _file_writers() -> ThreadPoolExecutor:
-    global _WRITERS
-    if _WRITERS is None:
-        _WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kiln-bulk-put")
-    return _WRITERS
 
