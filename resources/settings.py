@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     # SQLite only: how long a write waits for another writer's lock before the API answers 503 database_busy.
     sqlite_busy_timeout_seconds: float = Field(default=5.0, ge=0, le=600)
 
+    # --- documents throughput (issue 13) ---
+    # Processes rendering a bulk run's rows (docxtpl is pure Python: one core per process). None = the
+    # machine's cores; 1 = render in the run's own process. A run never starts more than one per batch.
+    documents_render_processes: int | None = Field(default=None, ge=1, le=64)
+
     log_level: str = "INFO"
     log_json: bool = True
     # Engine for /metrics job counts; on PostgreSQL a kiln_system role sees every tenant (default: the API's URL).

@@ -6,18 +6,14 @@ does what happens to each batch. Split out so each part stays readable; no Dagst
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.documents.errors import clean_message
-from pipelines.documents.fields import TemplateAnalysis
-from pipelines.documents.render import PreparedTemplate, render_docx
-from pipelines.documents.tabular import RowError, unescape_literal, validate_row
-from pipelines.errors import KilnError
+from assets.documents.bulk_render import Pending, render_row, typed_values  # noqa: F401 - render_row, typed_values re-exported
+from pipelines.documents.tabular import RowError
 from resources.objectstore import ObjectStore, PutItem, artifact_key, file_chunks, sanitize_filename
 from resources.settings import Settings, get_settings
 from warehouse import documents as bulk_store
@@ -27,18 +23,6 @@ from warehouse.models import Artifact
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF_TYPE = "application/pdf"
-
-
-@dataclass
-class Pending:
-    """A row rendered in this batch, waiting for conversion and storing."""
-
-    index: int
-    values: dict[str, str]
-    docx: Path
-    pdf: Path | None = None
-    error: RowError | None = None
-    attempts: int = 1
 
 
 @dataclass
@@ -61,42 +45,6 @@ def row_artifact_id(bulk_run_id: uuid.UUID, row_index: int, extension: str, atte
     return uuid.uuid5(bulk_run_id, f"row/{row_index}/{extension}/{attempt_key}")
 
 
-def typed_values(row: dict[str, str], analysis: TemplateAnalysis) -> dict[str, Any] | RowError:
-    """Cells are text ("'=1+1" is the escaped literal "=1+1"); a loop field's cell must hold a JSON
-    array (of objects or values). Image fields' cells go to the renderer, which checks them."""
-    values: dict[str, Any] = {name: unescape_literal(value) for name, value in row.items()}
-    for f in analysis.fields:
-        if f.kind == "loop" and f.name in row and row[f.name].strip():
-            try:
-                parsed = json.loads(row[f.name])
-            except (ValueError, RecursionError):  # RecursionError: a cell of 100,000 nested '['
-                parsed = None
-            if not isinstance(parsed, list):
-                return RowError("wrong_type", f"Column {f.name!r} must hold a JSON array for the loop it feeds.")
-            values[f.name] = parsed
-    return values
-
-
-def render_row(template: PreparedTemplate, index: int, row: dict[str, str], out: Path) -> Pending:
-    """One row's document, or its error: whatever goes wrong with one row fails that row, never the run."""
-    pending = Pending(index, row, out)
-    try:
-        problem = validate_row(row, template.analysis.required_names())
-        if problem is None:
-            values = typed_values(row, template.analysis)
-            if isinstance(values, RowError):
-                problem = values
-            else:
-                render_docx(template, values, str(out), check_required=False)
-    except KilnError as exc:
-        problem = RowError(exc.code, exc.message)
-    except Exception as exc:  # noqa: BLE001 - a row's data must not stop the run (nor retry it for ever)
-        problem = RowError("render_failed",
-                           clean_message(f"The row could not be filled: {type(exc).__name__}: {exc}")[:2000])
-    pending.error = problem
-    return pending
-
-
 def convert_rows(env: BulkEnv, pending: list[Pending]) -> None:
     """PDF for every rendered row, batched on the warm converter; transient failures retried per row."""
     todo = [p for p in pending if p.error is None]
@@ -115,13 +63,6 @@ def convert_rows(env: BulkEnv, pending: list[Pending]) -> None:
             else:
                 p.error = RowError(result.error.code, result.error.message)
         todo = again
-
-
-def prepare_batch(env, template, fmt, batch, scratch) -> list[Pending]:
-    pending = [render_row(template, index, row, scratch / f"{index:07d}.docx") for index, row in batch]
-    if fmt != "docx":
-        convert_rows(env, pending)
-    return pending
 
 
 def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -> None:
