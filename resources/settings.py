@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     # Processes rendering a bulk run's rows (docxtpl is pure Python: one core per process). None = the
     # machine's cores; 1 = render in the run's own process. A run never starts more than one per batch.
     documents_render_processes: int | None = Field(default=None, ge=1, le=64)
+    # LibreOffice converters a bulk PDF run uses at once, each with its own profile. None = the cores.
+    documents_pdf_converters: int | None = Field(default=None, ge=1, le=16)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -125,7 +125,9 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
             previous = recorded.get(index)
             return previous is None or (mode != "run" and previous.status == "failed")
 
-        batch_size = settings.documents_pdf_batch_size if fmt != "docx" else settings.documents_rows_per_commit
+        # A PDF batch gives every converter of a pool (one LibreOffice per core) a batch of its own.
+        batch_size = (settings.documents_pdf_batch_size * getattr(env.converter, "size", 1) if fmt != "docx"
+                      else settings.documents_rows_per_commit)
         counts = {"succeeded": succeeded, "failed": failed}
         todo = total - sum(1 for i, r in recorded.items() if i <= total and not wanted(i))
         processes = render_processes(settings.documents_render_processes, todo, batch_size)
