@@ -282,8 +282,8 @@ def main() -> None:
         print(f"peak RSS: {r['rows_small']} rows {r['rss_small_mib']:.0f} MiB, {r['rows_large']} rows "
               f"{r['rss_large_mib']:.0f} MiB, ratio {r['ratio']:.2f} (target <= 1.1); largest render worker "
               f"{r['worker_small_mib']:.0f} / {r['worker_large_mib']:.0f} MiB", flush=True)
+    print(f"load average at end: {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":
     main()
-    print(f"load average at end: {os.getloadavg()}", flush=True)

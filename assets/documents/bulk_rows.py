@@ -33,7 +33,7 @@ class BulkEnv:
     store: ObjectStore
     workspace_id: uuid.UUID
     job_id: uuid.UUID
-    converter: Any = None  # DocumentConverter, needed for pdf / both
+    converter: Any = None  # DocumentConverter or ConverterPool (one per core), needed for pdf / both
     progress: Callable[[int], None] = lambda percent: None
     asset_key: str | None = None
     run_id: str | None = None
