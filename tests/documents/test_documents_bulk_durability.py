@@ -21,6 +21,7 @@ from resources.objectstore_local import LocalObjectStore
 from resources.settings import get_settings
 from tests.support.api import api  # noqa: F401 - fixture
 from tests.support.documents_product import name_email_template, run_bulk_cycle
+from tests.support.objectstores import moto_endpoint, store  # noqa: F401 - fixtures
 from warehouse.db import system_session, utcnow
 from warehouse.documents import BulkRow
 from warehouse.models import Artifact, Job
@@ -35,6 +36,19 @@ def _items(n: int, prefix: str = "ws/a/intermediate/run") -> list[PutItem]:
 
 def _temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_put_many_stores_every_object_in_order_on_every_backend(store):  # noqa: F811 - fixture
+    """The contract both backends keep (S3 uses the default: its puts, a few at a time)."""
+    items = _items(7, prefix="ws/b/intermediate/run")
+    results = store.put_many(items)
+    assert [r.key for r in results] == [i.key for i in items]
+    for i, r in enumerate(results):
+        assert store.get_bytes(r.key) == f"row {i}".encode() and r.size_bytes == len(f"row {i}")
+    assert store.put_many([]) == []
+    with pytest.raises(PayloadTooLarge):
+        store.put_many([PutItem("ws/b/x/big/x.docx", [b"x" * 11], max_bytes=10)])
+    assert not store.exists("ws/b/x/big/x.docx")
 
 
 @pytest.fixture
