@@ -13,7 +13,9 @@ breaks, the batches it held are rendered again one row per task on a fresh pool,
 breaks that pool too fails alone (``render_crashed``). Workers exit when the process that owns
 them dies (a SIGKILLed run worker leaves no renderers behind).
 
-No Dagster, no database here: workers import only the rendering code.
+No Dagster, no database here: workers import only the rendering code. Workers are spawned, so a
+*script* that drives ``run_bulk`` must keep its entry point under ``if __name__ == "__main__":``
+(multiprocessing imports the main script in each worker; ``python -m dagster``/``pytest`` are fine).
 """
 
 from __future__ import annotations
