@@ -49,9 +49,11 @@ class DatabaseResource(dg.ConfigurableResource):
 
 @dg.resource(description="DOCX -> PDF converter: one LibreOffice profile per run, removed when the run ends")
 def document_converter(_context: dg.InitResourceContext) -> Iterator[Any]:
-    from resources.converter import DocumentConverter
+    from resources.converter_pool import ConverterPool, converter_count
 
-    converter = DocumentConverter()
+    # One LibreOffice per core (KILN_DOCUMENTS_PDF_CONVERTERS), each its own profile: a bulk PDF
+    # run converts its batch's parts concurrently.
+    converter = ConverterPool(converter_count(get_settings().documents_pdf_converters))
     try:
         yield converter
     finally:

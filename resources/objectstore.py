@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -34,6 +36,16 @@ class PutResult:
     key: str
     sha256: str
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class PutItem:
+    """One object of a ``put_many`` batch: its key and its bytes (chunks, read once)."""
+
+    key: str
+    chunks: Iterable[bytes]
+    content_type: str | None = None
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,24 @@ class ObjectStore(BaseModel, ABC):
             writer.abort()
             raise
 
+    def put_many(self, items: Iterable[PutItem]) -> list[PutResult]:
+        """Write several objects; every one is stored (durably) when this returns, results in order.
+
+        The point is the cost of durability: a backend may pay one barrier for the whole batch
+        instead of one per object (the local store does). Until it returns, an object may already
+        be readable at its key without being durable yet, so a caller records an object as done
+        (a database commit) only after ``put_many`` returned. On an error, objects of the batch
+        may or may not be stored; writing the same keys again simply overwrites them.
+
+        This default writes each object with ``put_stream``, a few at a time (a remote store's
+        puts wait on the network, not the CPU).
+        """
+        items = list(items)
+        if len(items) <= 1:
+            return [self.put_stream(i.key, i.chunks, max_bytes=i.max_bytes, content_type=i.content_type) for i in items]
+        return list(_batch_writers().map(
+            lambda i: self.put_stream(i.key, i.chunks, max_bytes=i.max_bytes, content_type=i.content_type), items))
+
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> PutResult:
         return self.put_stream(key, [data], content_type=content_type)
 
@@ -208,6 +238,18 @@ class ObjectStore(BaseModel, ABC):
 
 MAX_KEY_BYTES = 1024  # S3's own limit; local keys obey it too so both backends accept the same keys
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
+
+
+_BATCH_WRITERS: ThreadPoolExecutor | None = None
+_BATCH_WRITERS_LOCK = threading.Lock()
+
+
+def _batch_writers() -> ThreadPoolExecutor:
+    global _BATCH_WRITERS
+    with _BATCH_WRITERS_LOCK:
+        if _BATCH_WRITERS is None:
+            _BATCH_WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kiln-put-many")
+        return _BATCH_WRITERS
 
 
 def validate_key(key: str) -> str:

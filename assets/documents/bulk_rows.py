@@ -6,20 +6,15 @@ does what happens to each batch. Split out so each part stays readable; no Dagst
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.documents.errors import clean_message
-from pipelines.documents.fields import TemplateAnalysis
-from pipelines.documents.render import PreparedTemplate, render_docx
-from pipelines.documents.tabular import RowError, unescape_literal, validate_row
-from pipelines.errors import KilnError
-from resources.objectstore import ObjectStore, artifact_key, file_chunks, sanitize_filename
+from assets.documents.bulk_render import Pending, render_row, typed_values  # noqa: F401 - render_row, typed_values re-exported
+from pipelines.documents.tabular import RowError
+from resources.objectstore import ObjectStore, PutItem, artifact_key, file_chunks, sanitize_filename
 from resources.settings import Settings, get_settings
 from warehouse import documents as bulk_store
 from warehouse.artifacts import expiry
@@ -31,18 +26,6 @@ PDF_TYPE = "application/pdf"
 
 
 @dataclass
-class Pending:
-    """A row rendered in this batch, waiting for conversion and storing."""
-
-    index: int
-    values: dict[str, str]
-    docx: Path
-    pdf: Path | None = None
-    error: RowError | None = None
-    attempts: int = 1
-
-
-@dataclass
 class BulkEnv:
     """What the engine needs from its host (the asset, a benchmark, a test)."""
 
@@ -50,7 +33,7 @@ class BulkEnv:
     store: ObjectStore
     workspace_id: uuid.UUID
     job_id: uuid.UUID
-    converter: Any = None  # DocumentConverter, needed for pdf / both
+    converter: Any = None  # DocumentConverter or ConverterPool (one per core), needed for pdf / both
     progress: Callable[[int], None] = lambda percent: None
     asset_key: str | None = None
     run_id: str | None = None
@@ -60,42 +43,6 @@ class BulkEnv:
 
 def row_artifact_id(bulk_run_id: uuid.UUID, row_index: int, extension: str, attempt_key: int) -> uuid.UUID:
     return uuid.uuid5(bulk_run_id, f"row/{row_index}/{extension}/{attempt_key}")
-
-
-def typed_values(row: dict[str, str], analysis: TemplateAnalysis) -> dict[str, Any] | RowError:
-    """Cells are text ("'=1+1" is the escaped literal "=1+1"); a loop field's cell must hold a JSON
-    array (of objects or values). Image fields' cells go to the renderer, which checks them."""
-    values: dict[str, Any] = {name: unescape_literal(value) for name, value in row.items()}
-    for f in analysis.fields:
-        if f.kind == "loop" and f.name in row and row[f.name].strip():
-            try:
-                parsed = json.loads(row[f.name])
-            except (ValueError, RecursionError):  # RecursionError: a cell of 100,000 nested '['
-                parsed = None
-            if not isinstance(parsed, list):
-                return RowError("wrong_type", f"Column {f.name!r} must hold a JSON array for the loop it feeds.")
-            values[f.name] = parsed
-    return values
-
-
-def render_row(template: PreparedTemplate, index: int, row: dict[str, str], out: Path) -> Pending:
-    """One row's document, or its error: whatever goes wrong with one row fails that row, never the run."""
-    pending = Pending(index, row, out)
-    try:
-        problem = validate_row(row, template.analysis.required_names())
-        if problem is None:
-            values = typed_values(row, template.analysis)
-            if isinstance(values, RowError):
-                problem = values
-            else:
-                render_docx(template, values, str(out), check_required=False)
-    except KilnError as exc:
-        problem = RowError(exc.code, exc.message)
-    except Exception as exc:  # noqa: BLE001 - a row's data must not stop the run (nor retry it for ever)
-        problem = RowError("render_failed",
-                           clean_message(f"The row could not be filled: {type(exc).__name__}: {exc}")[:2000])
-    pending.error = problem
-    return pending
 
 
 def convert_rows(env: BulkEnv, pending: list[Pending]) -> None:
@@ -118,18 +65,14 @@ def convert_rows(env: BulkEnv, pending: list[Pending]) -> None:
         todo = again
 
 
-def prepare_batch(env, template, fmt, batch, scratch) -> list[Pending]:
-    pending = [render_row(template, index, row, scratch / f"{index:07d}.docx") for index, row in batch]
-    if fmt != "docx":
-        convert_rows(env, pending)
-    return pending
-
-
 def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -> None:
     """Store the batch's files, then commit its outcomes, artifacts and the run's counters at once.
 
-    Files are written concurrently (each write ends in an fsync that waits on the disk, not the
-    CPU); names are allocated first, in row order, so they do not depend on write timing.
+    The files go through ``ObjectStore.put_many``: one durability barrier for the whole batch (group
+    commit), and it returns only once every file is durable, so the commit below, which marks rows
+    ``succeeded``, always follows the barrier. A crash between the two leaves rows without an
+    outcome; the redo writes the same keys (ids derive from the row) and overwrites them. Names are
+    allocated first, in row order, so they do not depend on write timing.
     """
     now = utcnow()
     outcomes: list[tuple[Pending, dict]] = []
@@ -160,8 +103,7 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
                 files.append((outcome, ext, artifact_id, key, path, filename, content_type))
         outcomes.append((p, outcome))
 
-    puts = list(_file_writers().map(
-        lambda f: env.store.put_stream(f[3], file_chunks(f[4]), content_type=f[6]), files))
+    puts = env.store.put_many([PutItem(f[3], file_chunks(f[4]), content_type=f[6]) for f in files])
     ttl = env.settings.retention_ttl("intermediate")
     with env.sessions() as s:
         for (outcome, ext, artifact_id, _key, _path, filename, content_type), put in zip(files, puts):
@@ -181,14 +123,4 @@ def persist_batch(env, bulk_run_id, fmt, allocator, pending, recorded, counts) -
         s.flush()
         bulk_store.set_bulk_run_counts(s, bulk_run_id, succeeded_rows=counts["succeeded"],
                                        failed_rows=counts["failed"], now=now)
-
-
-_WRITERS: ThreadPoolExecutor | None = None
-
-
-def _file_writers() -> ThreadPoolExecutor:
-    global _WRITERS
-    if _WRITERS is None:
-        _WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kiln-bulk-put")
-    return _WRITERS
 

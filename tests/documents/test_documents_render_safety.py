@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.documents.bulk_rows import render_row
+from assets.documents.bulk_render import render_row
 from pipelines.documents import jinja_env
 from pipelines.documents.errors import RenderFailed
 from pipelines.documents.fields import TemplateAnalysis, analyze_template, image_name
@@ -148,7 +148,7 @@ def test_one_bad_row_fails_only_that_row(tmp_path: Path, monkeypatch):
     def explode(*args, **kwargs):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("assets.documents.bulk_rows.render_docx", explode)
+    monkeypatch.setattr("assets.documents.bulk_render.render_docx", explode)  # render_row lives there
     odd = render_row(template, 4, {"name": "Di", "n": "1", "items": "[]"}, tmp_path / "4.docx")
     assert odd.error.code == "render_failed" and "RecursionError" in odd.error.message
 
