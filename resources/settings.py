@@ -23,6 +23,12 @@ DEFAULT_SECRET = "kiln-dev-secret-change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The local LinkedIn emulator's own app credentials (resources/linkedin_emulator): not secrets, and refused as the
+# secret of a real LinkedIn app in production.
+EMULATOR_CLIENT_ID = "kiln-emulator-client"
+EMULATOR_CLIENT_SECRET = "kiln-emulator-secret"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KILN_", env_file=None, extra="ignore")
 
@@ -166,8 +172,8 @@ class Settings(BaseSettings):
     # --- LinkedIn publishing (docs/linkedin.md; issue #9) ---------------------------------------------------
     # OAuth app. Without a client id Kiln talks to the local emulator (resources/linkedin_emulator) with the
     # emulator's own client id/secret; set all three to talk to LinkedIn.
-    linkedin_client_id: str = "kiln-emulator-client"
-    linkedin_client_secret: SecretStr = SecretStr("kiln-emulator-secret")
+    linkedin_client_id: str = EMULATOR_CLIENT_ID
+    linkedin_client_secret: SecretStr = SecretStr(EMULATOR_CLIENT_SECRET)
     linkedin_redirect_uri: str = "http://127.0.0.1:8000/v1/linkedin/callback"
     # Base URLs: the emulator's default port; LinkedIn's are https://www.linkedin.com and https://api.linkedin.com.
     linkedin_auth_base_url: str = "http://127.0.0.1:8765"
@@ -226,6 +232,10 @@ class Settings(BaseSettings):
                 )
             if self.resolved_database_url.startswith("sqlite"):
                 raise ValueError("KILN_DATABASE_URL must point at PostgreSQL when KILN_ENV=production")
+            if (self.linkedin_client_id != EMULATOR_CLIENT_ID
+                    and self.linkedin_client_secret.get_secret_value() == EMULATOR_CLIENT_SECRET):
+                raise ValueError("KILN_LINKEDIN_CLIENT_SECRET must be set to the LinkedIn app's secret when "
+                                 "KILN_LINKEDIN_CLIENT_ID names a real app and KILN_ENV=production")
         return self
 
     @property

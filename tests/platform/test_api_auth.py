@@ -189,6 +189,12 @@ def test_production_refuses_the_default_secret():
         Settings(env="production", secret_key="short", database_url="postgresql://x@h/db")
     ok = Settings(env="production", secret_key="x" * 48, database_url="postgresql://x@h/db")
     assert ok.env == "production"
+    # A real LinkedIn app with the emulator's (public) secret: refused; the emulator's own app stays allowed.
+    with pytest.raises(ValidationError, match="KILN_LINKEDIN_CLIENT_SECRET"):
+        Settings(env="production", secret_key="x" * 48, database_url="postgresql://x@h/db",
+                 linkedin_client_id="86real4app")
+    assert Settings(env="production", secret_key="x" * 48, database_url="postgresql://x@h/db",
+                    linkedin_client_id="86real4app", linkedin_client_secret="s3cret").linkedin_client_id
 
 
 def _token_with(api, tenant, *, scopes=None, expires_at=None) -> dict[str, str]:
