@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from warehouse.db import utcnow
+from warehouse.db import is_postgres, utcnow
 from warehouse.episodes_models import (
     EPISODE_TABLES,
     Asset,
@@ -55,6 +55,12 @@ def create_character(session: Session, workspace_id: uuid.UUID, definition: dict
 def load_character(session: Session, workspace_id: uuid.UUID, character_id: uuid.UUID,
                    *, for_update: bool = False) -> Character | None:
     query = select(Character).where(Character.workspace_id == workspace_id, Character.id == character_id)
+    if for_update and not is_postgres(session):
+        # SQLite has no row locks: a no-op UPDATE takes the database's write lock first, so two edits of one
+        # character run one after the other and the second reads the first's version (not the same number twice).
+        session.execute(update(Character).where(Character.workspace_id == workspace_id, Character.id == character_id)
+                        .values(current_version=Character.current_version)
+                        .execution_options(synchronize_session=False))
     return session.scalar(query.with_for_update() if for_update else query)
 
 

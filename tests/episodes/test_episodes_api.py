@@ -303,3 +303,37 @@ def test_lists_page_characters_series_and_a_series_episodes(api):
     assert api.client.get("/v1/characters", headers=stranger.headers).json()["items"] == []
     assert api.client.get("/v1/series", headers=stranger.headers).json()["items"] == []
     assert api.client.get(f"/v1/series/{ids['series']}/episodes", headers=stranger.headers).status_code == 404
+
+
+def test_two_edits_of_one_character_at_once_make_two_versions_not_an_error(api):
+    """The edit locks the character row (SQLite: the write lock) before it reads the current version, so the
+    second edit waits and then builds on the first: versions 2 and 3, never the same number twice."""
+    import threading
+
+    from warehouse import episodes as store_rows
+
+    owner = api.tenant()
+    character_id = uuid.UUID(create_character(api, owner, "Mira")["id"])
+    first_locked, results = threading.Event(), {}
+
+    def edit(name: str, wait_for: threading.Event | None) -> None:
+        if wait_for is not None:
+            wait_for.wait(5)
+        with system_session(api.system) as s:
+            character = store_rows.load_character(s, owner.workspace_id, character_id, for_update=True)
+            if wait_for is None:
+                first_locked.set()
+                threading.Event().wait(0.3)  # the other edit starts meanwhile and must wait for this one
+            version = store_rows.add_version(s, character, {"name": name}, "0" * 64, owner.user_id)
+            results[name] = version.version
+
+    threads = [threading.Thread(target=edit, args=("Mira A", None)),
+               threading.Thread(target=edit, args=("Mira B", first_locked))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == {"Mira A": 2, "Mira B": 3}
+    with system_session(api.system) as s:
+        assert s.scalar(select(func.count()).select_from(CharacterVersion)
+                        .where(CharacterVersion.character_id == character_id)) == 3
