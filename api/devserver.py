@@ -166,6 +166,16 @@ def _submit_sample_video(settings: Settings, api_url: str, token: str) -> str | 
         return None
 
 
+def _seed_sample_series(settings: Settings, api_url: str, token: str) -> str | None:
+    from api.cli_episodes import seed_sample_series_once
+
+    try:
+        return seed_sample_series_once(settings.home, api_url, token)
+    except Exception as exc:  # noqa: BLE001 - a sample must never keep the platform from starting
+        print(f"kiln run: the sample series was not seeded: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
 def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 3000) -> int:
     settings = Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -203,6 +213,7 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
                 print("kiln run: a process failed to start; stopping", file=sys.stderr, flush=True)
             return 0 if stop["requested"] else 1
         sample_video_id = _submit_sample_video(settings, api_url, creds["token"])
+        sample_episode_id = _seed_sample_series(settings, api_url, creds["token"])
         lines = [
             "",
             "Kiln is running.",
@@ -214,6 +225,8 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
             lines.append(emulator[2])
         if sample_video_id:
             lines.append(f"  Sample video: {api_url}/v1/videos/{sample_video_id}/notes  (kiln video notes {sample_video_id})")
+        if sample_episode_id:
+            lines.append(f"  Sample episode: {api_url}/v1/episodes/{sample_episode_id}  (its package_url once ready)")
         lines += [
             f"  Workspace:    {creds['workspace']}  owner {creds['email']}",
             f"  API token:    {creds['token']}",

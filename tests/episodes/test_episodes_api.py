@@ -337,3 +337,21 @@ def test_two_edits_of_one_character_at_once_make_two_versions_not_an_error(api):
     with system_session(api.system) as s:
         assert s.scalar(select(func.count()).select_from(CharacterVersion)
                         .where(CharacterVersion.character_id == character_id)) == 3
+
+
+def test_the_sample_series_make_run_seeds_goes_through_the_public_api(api):
+    from api.cli_episodes import seed_sample_series
+
+    owner = api.tenant()
+    api.client.headers.update(owner.headers)
+    try:
+        seeded = seed_sample_series(api.client)
+    finally:
+        for name in owner.headers:
+            api.client.headers.pop(name, None)
+    episode = api.client.get(f"/v1/episodes/{seeded['episode_id']}", headers=owner.headers).json()
+    assert episode["status"] == "queued" and episode["job_id"] == seeded["job_id"]
+    assert sorted(p["character_id"] for p in episode["cast"]) == sorted(seeded["characters"])
+    for character_id in seeded["characters"]:
+        character = api.client.get(f"/v1/characters/{character_id}", headers=owner.headers).json()
+        assert [r["view"] for r in character["references"]] == ["front"]  # drawn at seed time, stored once
