@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.observability import ApiMetrics, RequestContextMiddleware, configure_logging
 from api.problems import Problem, install_problem_handlers, problem_response, problem_responses
-from api.routes import artifacts, bulk_runs, health, jobs, templates, tokens, workspaces
+from api.routes import artifacts, audit, bulk_runs, health, jobs, templates, tokens, workspaces
 from api.routes import characters, drafts, episodes, invitations, linkedin, linkedin_content, usage, videos
 from api.transport import RequestBodyGuard
 from pipelines import products as product_list
@@ -28,7 +28,7 @@ from warehouse.db import is_postgres, make_engine
 PRODUCT_ROUTERS = {"selftest": (), "video_notes": (videos,), "documents": (templates, bulk_runs),
                    "episodes": (characters, episodes),
                    "linkedin": (linkedin, linkedin_content, drafts)}
-PLATFORM_ROUTERS = (health, workspaces, invitations, tokens, jobs, artifacts, usage)
+PLATFORM_ROUTERS = (health, workspaces, invitations, tokens, jobs, artifacts, usage, audit)
 
 
 def _default_store(settings: Settings) -> ObjectStore:

@@ -98,15 +98,16 @@ def _int_key_limit(column: Any) -> int:
 
 
 def ascending_int_page(session: Session, query: Select, column: Any, *, cursor_field: str, limit: int,
-                       cursor: str | None) -> tuple[list[Any], str | None]:
-    """One page of ``query``'s rows in ascending order of the integer ``column`` (a sequence or row number)."""
+                       cursor: str | None, descending: bool = False) -> tuple[list[Any], str | None]:
+    """One page of ``query``'s rows in ascending (or descending) order of the integer ``column`` (a sequence or
+    row number)."""
     if cursor:
         after = decode_cursor(cursor, cursor_field)[cursor_field]
         # bool is an int subclass; JSON true is not a row number.
         if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < _int_key_limit(column):
             raise _invalid_cursor()
-        query = query.where(column > after)
-    rows = list(session.scalars(query.order_by(column).limit(limit + 1)))
+        query = query.where(column < after if descending else column > after)
+    rows = list(session.scalars(query.order_by(column.desc() if descending else column).limit(limit + 1)))
     page = rows[:limit]
     more = len(rows) > limit
     return page, (encode_cursor(**{cursor_field: getattr(page[-1], column.key)}) if more else None)

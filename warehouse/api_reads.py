@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.orm import Session
 
-from warehouse.models import ApiToken, Artifact, Job, JobEvent, Membership
+from warehouse.models import ApiToken, Artifact, AuditLog, Job, JobEvent, Membership
 
 
 def job_by_id(session: Session, workspace_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
@@ -65,3 +65,25 @@ def database_answers(engine: Engine) -> None:
     """Raise unless the database answers a trivial query (the readiness probe)."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def audit_query(workspace_id: uuid.UUID, *, action: str | None = None, target_type: str | None = None,
+                target_id: str | None = None, actor_user_id: uuid.UUID | None = None,
+                created_after: datetime | None = None, created_before: datetime | None = None) -> Select:
+    """The workspace's audit entries matching the filters; ``action`` ending in ``.`` matches a prefix
+    (``draft.`` is every draft transition)."""
+    query = select(AuditLog).where(AuditLog.workspace_id == workspace_id)
+    if action:
+        query = query.where(AuditLog.action.startswith(action, autoescape=True) if action.endswith(".")
+                            else AuditLog.action == action)
+    if target_type:
+        query = query.where(AuditLog.target_type == target_type)
+    if target_id:
+        query = query.where(AuditLog.target_id == target_id)
+    if actor_user_id:
+        query = query.where(AuditLog.actor_user_id == actor_user_id)
+    if created_after:
+        query = query.where(AuditLog.created_at > created_after)
+    if created_before:
+        query = query.where(AuditLog.created_at < created_before)
+    return query
