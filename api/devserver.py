@@ -155,24 +155,13 @@ def _wait_until_up(urls: list[str], processes: list[subprocess.Popen], stop_requ
     return not pending
 
 
-def _submit_sample_video(settings: Settings, api_url: str, token: str) -> str | None:
-    """First start only: upload the bundled sample video so the UI and the API show finished notes."""
-    from api.cli_video import submit_sample_once
-
+def _first_start_sample(what: str, seed, settings: Settings, api_url: str, token: str) -> str | None:
+    """First start only (each sample records itself in ``.kiln/state.json``): create a sample through the API so
+    the UI and the API show finished work. A sample must never keep the platform from starting."""
     try:
-        return submit_sample_once(settings.home, api_url, token)
-    except Exception as exc:  # noqa: BLE001 - a sample must never keep the platform from starting
-        print(f"kiln run: the sample video was not submitted: {exc}", file=sys.stderr, flush=True)
-        return None
-
-
-def _seed_sample_series(settings: Settings, api_url: str, token: str) -> str | None:
-    from api.cli_episodes import seed_sample_series_once
-
-    try:
-        return seed_sample_series_once(settings.home, api_url, token)
-    except Exception as exc:  # noqa: BLE001 - a sample must never keep the platform from starting
-        print(f"kiln run: the sample series was not seeded: {exc}", file=sys.stderr, flush=True)
+        return seed(settings.home, api_url, token)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        print(f"kiln run: the sample {what} was not created: {exc}", file=sys.stderr, flush=True)
         return None
 
 
@@ -212,8 +201,11 @@ def run(*, with_dagster: bool = True, api_port: int = 8000, dagster_port: int = 
             if not stop["requested"]:
                 print("kiln run: a process failed to start; stopping", file=sys.stderr, flush=True)
             return 0 if stop["requested"] else 1
-        sample_video_id = _submit_sample_video(settings, api_url, creds["token"])
-        sample_episode_id = _seed_sample_series(settings, api_url, creds["token"])
+        from api.cli_episodes import seed_sample_series_once
+        from api.cli_video import submit_sample_once
+
+        sample_video_id = _first_start_sample("video", submit_sample_once, settings, api_url, creds["token"])
+        sample_episode_id = _first_start_sample("series", seed_sample_series_once, settings, api_url, creds["token"])
         lines = [
             "",
             "Kiln is running.",

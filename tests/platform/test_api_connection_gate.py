@@ -7,8 +7,6 @@ for its next step. These tests run a real server with 4 worker threads and a 2-c
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio.to_thread
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from api.connection_gate import SlotNotHeld, connection_slot, release_connection, reclaim_connection
 from tests.support.api import api  # noqa: F401 - fixture
+from tests.support.server import serve
 from warehouse.db import make_engine, session_factory
 from warehouse.models import Job
 
@@ -28,7 +26,7 @@ WORKER_THREADS = 4
 
 
 @pytest.fixture
-def small_server(api) -> Iterator[tuple[object, int]]:
+def small_server(api) -> Iterator[tuple[object, str]]:
     api.app.state.engine = make_engine(api.settings.resolved_database_url, pool_size=2, max_overflow=0,
                                        pool_timeout=20)
 
@@ -36,31 +34,20 @@ def small_server(api) -> Iterator[tuple[object, int]]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         await api.app(scope, receive, send)
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(few_threads, log_config=None, lifespan="off", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
     try:
-        yield api, sock.getsockname()[1]
+        with serve(few_threads) as base_url:
+            yield api, base_url
     finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
         api.app.state.engine.dispose()
 
 
 def test_a_burst_larger_than_threads_and_pool_is_served_not_deadlocked(small_server):
-    api, port = small_server
+    api, base_url = small_server
     tenants = [api.tenant() for _ in range(6)]  # distinct tokens: each request also stamps last_used_at
 
     def call(i: int) -> int:
         t = tenants[i % len(tenants)]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+        with httpx.Client(base_url=base_url, timeout=15) as client:
             if i % 3 == 0:  # a body: the guard's own token check, then the route's
                 return client.post("/v1/jobs", json={"kind": "selftest", "payload": {"message": str(i)}},
                                    headers=t.headers).status_code
