@@ -52,10 +52,23 @@ def _schedules(li) -> list[Schedule]:
 
 
 def test_scheduled_posts_with_injected_faults_are_posted_exactly_once(li):
-    n = 24
-    owner, _, drafts = _setup(li, n, accounts=3)
+    n = 200  # the scale: 200 scheduled posts over 10 accounts, 30 % of requests faulted
+    app = li.api.app  # setting up 200 approved, scheduled drafts takes ~1,000 API calls in a few seconds
+    app.state.settings = app.state.settings.model_copy(update={"rate_limit_burst": 0,
+                                                                "rate_limit_requests_per_minute": 0})
+    owner, _, drafts = _setup(li, n, accounts=10)
     li.emulator_config(fault_rate=0.3, fault_seed=11)
     _drive(li, linkedin_reconcile_attempts=8)
+    # An injected 401 whose refresh also failed leaves the account needing re-authorization and its posts waiting
+    # (blocked_reauth), as LinkedIn's would. The member reconnects (the OAuth flow itself without faults), the
+    # waiting posts resume, and the drive goes on under the same fault rate.
+    blocked = {s.account_id for s in _schedules(li) if s.status == "blocked_reauth"}
+    if blocked:
+        li.emulator_config(fault_rate=0.0)
+        for index in range(10):
+            li.connect(owner, member=f"Member{index}")  # reconnecting a connected member only refreshes its tokens
+        li.emulator_config(fault_rate=0.3, fault_seed=12)
+        _drive(li, linkedin_reconcile_attempts=8)
 
     emulated = li.emulator_posts()
     assert emulated["count"] == n and emulated["duplicates"] == 0 and sum(emulated["faults_injected"].values()) > 0
