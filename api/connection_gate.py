@@ -164,3 +164,10 @@ async def reclaim_connection(session: Session) -> None:
     slot = session.info.get(_SLOT_KEY)
     if slot is not None:
         await slot.acquire()
+
+
+def reclaim_connection_in_thread(session: Session) -> None:
+    """``reclaim_connection`` for a sync route (it runs in a worker thread): waits on the event loop's gate."""
+    slot = session.info.get(_SLOT_KEY)
+    if slot is not None and not slot.held:
+        anyio.from_thread.run(slot.acquire)

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
+from api.connection_gate import reclaim_connection_in_thread, release_connection
 from api.deps import DbSession, RawSession, SettingsDep, Viewer, audit, authorize, request_id
 from api.problems import ApiProblem, not_found, problem_responses
 from api.schemas import UtcDatetime
@@ -119,6 +120,7 @@ def callback(request: Request, session: RawSession, settings: SettingsDep,
         raise _invalid_state()  # reused or expired (rolled back: nothing stored)
 
     def refuse(code_: str, message: str) -> RedirectResponse:
+        reclaim_connection_in_thread(session)
         session.add(AuditLog(workspace_id=workspace_id, actor_user_id=row.user_id, action="linkedin.connect_failed",
                              target_type="linkedin_account", request_id=request_id(request),
                              detail={"code": code_}))
@@ -128,6 +130,9 @@ def callback(request: Request, session: RawSession, settings: SettingsDep,
     if error or not code:
         return refuse("linkedin_consent_denied" if error else "linkedin_code_missing",
                       "LinkedIn did not grant access." if error else "LinkedIn sent no authorization code.")
+    # The state is spent (committed now); LinkedIn's two answers can take seconds, and no connection (or pool
+    # slot) is held while they do (api/connection_gate.py).
+    release_connection(session)
     try:
         with build_client(settings) as client:
             tokens: TokenSet = client.exchange_code(code)
@@ -137,6 +142,7 @@ def callback(request: Request, session: RawSession, settings: SettingsDep,
             member: MemberInfo = client.userinfo(tokens.access_token)
     except LinkedInError as exc:
         return refuse(exc.code, str(exc))
+    reclaim_connection_in_thread(session)
     account, created = store.upsert_account(session, workspace_id=workspace_id, member_urn=member.author_urn,
                                             name=member.name, picture_url=member.picture, connected_by=row.user_id)
     cipher = build_cipher(settings)

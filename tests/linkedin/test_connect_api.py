@@ -153,3 +153,23 @@ def test_viewers_cannot_connect_or_disconnect(li):
     account_id = li.connect(owner)
     assert li.client.post("/v1/linkedin/connect", headers=viewer.headers).status_code == 403
     assert li.client.delete(f"/v1/linkedin/accounts/{account_id}", headers=viewer.headers).status_code == 403
+
+
+def test_the_callback_holds_no_database_connection_while_linkedin_answers(li, monkeypatch):
+    """The token exchange and userinfo calls can take seconds: the request gives its pool slot back first."""
+    from api.connection_gate import pool_capacity
+    from resources.linkedin_client import LinkedInClient
+
+    owner = li.tenant()
+    free, capacity = [], []
+    real_exchange = LinkedInClient.exchange_code
+
+    def exchange_watching_the_gate(self, code):
+        for engine, gate in li.api.app.state.connection_gates.values():
+            free.append(gate.semaphore.value)
+            capacity.append(pool_capacity(engine))
+        return real_exchange(self, code)
+
+    monkeypatch.setattr(LinkedInClient, "exchange_code", exchange_watching_the_gate)
+    li.connect(owner)
+    assert free and free == capacity  # every slot was free while LinkedIn was being asked
