@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from assets._job_context import JobHandle
-from pipelines.episodes.product import EpisodePackagePayload
+from pipelines.episodes.product import CARD
 from pipelines.episodes.asset_plan import KnownAsset
 from pipelines.episodes.models import (
     Character as CharacterDefinition,
@@ -57,8 +57,13 @@ def _domain(version) -> CharacterVersion:
     return CharacterDefinition.model_validate(version.definition).pin(str(version.character_id), version.version)
 
 
+def episode_id_of(job: JobHandle) -> uuid.UUID:
+    """The episode a package or render job works on, read with its kind's payload model (the card's)."""
+    return job.params(CARD.kind(job.kind).payload_model).episode_id
+
+
 def load_inputs(job: JobHandle) -> EpisodeInputs:
-    episode_id = job.params(EpisodePackagePayload).episode_id
+    episode_id = episode_id_of(job)
     ws = job.workspace_id
     with job.database.tenant_session(ws) as session:
         episode = rows.load_episode(session, ws, episode_id)
@@ -121,6 +126,6 @@ def store_json(job: JobHandle, name: str, value: Any, *, kind: str = "intermedia
 
 def write_rows(job: JobHandle, action) -> Any:
     """Run ``action(session, workspace_id, episode_id)`` in one tenant transaction."""
-    episode_id = job.params(EpisodePackagePayload).episode_id
+    episode_id = episode_id_of(job)
     with job.database.tenant_session(job.workspace_id) as session:
         return action(session, job.workspace_id, episode_id)
