@@ -8,7 +8,6 @@ episode edits. Newest first, keyset pages over the entry's sequence number (stab
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from api.deps import DbSession, require
 from api.pagination import Cursor, Page, ascending_int_page
 from api.problems import problem_responses
-from api.schemas import UtcTimeIn
+from api.schemas import UtcDatetime, UtcTimeIn
 from api.security import Principal
 from warehouse.api_reads import audit_query
 from warehouse.models import AuditLog
@@ -39,7 +38,7 @@ class AuditEntryOut(BaseModel):
     actor_user_id: uuid.UUID | None
     request_id: str | None
     detail: dict[str, Any]
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class AuditPage(Page[AuditEntryOut]):
